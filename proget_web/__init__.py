@@ -1,0 +1,3 @@
+"""The web node: Django project settings, URLs, ASGI entry point and the pages."""
+
+__version__ = "0.1.0"

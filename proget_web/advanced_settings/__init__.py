@@ -1,0 +1,1 @@
+"""Advanced Settings: typed settings declared in code, values stored in the database, audited."""

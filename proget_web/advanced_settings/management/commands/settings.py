@@ -1,0 +1,50 @@
+"""`manage.py settings list|get NAME|set NAME VALUE`: the Advanced Settings from a shell."""
+from __future__ import annotations
+
+import getpass
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from proget_web.advanced_settings.models import SettingValue
+from proget_web.advanced_settings.registry import SettingValueError, UnknownSetting, setting_definition
+from proget_web.advanced_settings.selectors import mask, settings_list
+from proget_web.advanced_settings.services import setting_set
+
+
+class Command(BaseCommand):
+    help = "List, read or change Advanced Settings (an empty VALUE restores the default)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        listing = sub.add_parser("list", help="every setting with its value")
+        listing.add_argument("--all", action="store_true", help="include hidden settings")
+        get = sub.add_parser("get", help="print one setting's value")
+        get.add_argument("name")
+        get.add_argument("--reveal", action="store_true", help="print a secret in clear")
+        setter = sub.add_parser("set", help="validate and store a value")
+        setter.add_argument("name")
+        setter.add_argument("value")
+
+    def handle(self, *args: object, **options: object) -> None:
+        try:
+            getattr(self, f"_{options['action']}")(**options)
+        except (UnknownSetting, SettingValueError) as exc:
+            raise CommandError(str(exc)) from None
+
+    def _list(self, *, all: bool, **_: object) -> None:
+        for view in settings_list(include_hidden=all):
+            shown = view.shown if not view.is_default else f"(default) {view.definition.default}".rstrip()
+            live = "live" if view.definition.live else "restart"
+            self.stdout.write(f"{view.definition.name}\t{view.definition.kind.value}\t{live}\t{shown}")
+
+    def _get(self, *, name: str, reveal: bool, **_: object) -> None:
+        definition = setting_definition(name)
+        value = SettingValue.objects.filter(name=name).values_list("value", flat=True).first() or ""
+        self.stdout.write(value if reveal else mask(definition, value) or definition.default)
+
+    def _set(self, *, name: str, value: str, **_: object) -> None:
+        change = setting_set(name=name, value=value, actor=f"cli:{getpass.getuser()}", source="cli")
+        if change is None:
+            self.stdout.write(f"{name} unchanged")
+        else:
+            self.stdout.write(f"{name} set ({change.old_value or 'default'} -> {change.new_value or 'default'})")

@@ -1,0 +1,203 @@
+"""The one table of settings: name, type, default, description, validator, and whether a change applies live.
+
+Values are text in the database; this module turns text into typed values and validates it.
+An empty value always means "use the default".
+"""
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from messenger.allowlist import parse_allowed_ips
+from messenger.crypto import parse_key
+from messenger.endpoint import parse_endpoint
+
+
+class Kind(enum.Enum):
+    TEXT = "text"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    SECRET = "secret"
+
+
+class SettingValueError(ValueError):
+    """A value that does not fit its setting; the message is shown to the user as is."""
+
+
+class UnknownSetting(KeyError):
+    """No setting has that name."""
+
+    def __str__(self) -> str:
+        return f"unknown setting {self.args[0]!r} (see 'manage.py settings list')"
+
+
+Validator = Callable[[str], object]
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Setting:
+    name: str
+    kind: Kind
+    default: str
+    description: str
+    live: bool
+    validator: Validator | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    hidden: bool = False
+    choices: tuple[str, ...] = field(default=())
+
+    def parse(self, text: str) -> str | int | bool:
+        """Validate `text` (already stripped, non-empty) and return the typed value."""
+        if self.choices and text not in self.choices:
+            raise SettingValueError(f"{self.name} must be one of {', '.join(self.choices)}")
+        if self.kind is Kind.INTEGER:
+            return self._parse_int(text)
+        if self.kind is Kind.BOOLEAN:
+            lowered = text.lower()
+            if lowered in _TRUE | _FALSE:
+                return lowered in _TRUE
+            raise SettingValueError(f"{self.name} must be true or false")
+        if self.validator is not None:
+            try:
+                self.validator(text)
+            except ValueError as exc:
+                raise SettingValueError(str(exc)) from None
+        return text
+
+    def _parse_int(self, text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise SettingValueError(f"{self.name} must be a whole number") from None
+        if self.minimum is not None and value < self.minimum:
+            raise SettingValueError(f"{self.name} must be at least {self.minimum}")
+        if self.maximum is not None and value > self.maximum:
+            raise SettingValueError(f"{self.name} must be at most {self.maximum}")
+        return value
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        name="Service.MessengerEndpoint",
+        kind=Kind.TEXT,
+        default="",
+        description="Where the service messenger listens: empty or pipe://NAME for a local Unix socket, "
+        "tcp://HOST:PORT for a load-balanced setup, tcp://*:PORT for high availability.",
+        live=True,
+        validator=parse_endpoint,
+    ),
+    Setting(
+        name="Service.MessengerKey",
+        kind=Kind.SECRET,
+        default="",
+        description="Base64 of the 32-byte key that encrypts and authenticates every messenger frame. "
+        "Generated on first use; every node of a cluster shares it through the database.",
+        live=True,
+        validator=parse_key,
+    ),
+    Setting(
+        name="Service.MessengerAllowedIps",
+        kind=Kind.TEXT,
+        default="",
+        description="IP addresses or CIDR networks allowed to connect to the messenger over TCP, "
+        "separated by commas. Empty allows any address (the key still has to match).",
+        live=True,
+        validator=parse_allowed_ips,
+    ),
+    Setting(
+        name="Runners.FeedIndexing.IntervalSeconds",
+        kind=Kind.INTEGER,
+        default="300",
+        description="How often, in seconds, the Feed Indexing runner re-indexes every feed.",
+        live=True,
+        minimum=10,
+        maximum=86400,
+    ),
+    Setting(
+        name="Runners.DropPathMonitor.IntervalSeconds",
+        kind=Kind.INTEGER,
+        default="60",
+        description="How often, in seconds, the Drop Path Monitor looks for packages dropped into feed drop paths.",
+        live=True,
+        minimum=5,
+        maximum=86400,
+    ),
+    Setting(
+        name="Runners.FeedIntegrity.IntervalSeconds",
+        kind=Kind.INTEGER,
+        default="86400",
+        description="How often, in seconds, the Feed Integrity runner checks stored packages against their hashes.",
+        live=True,
+        minimum=300,
+        maximum=604800,
+    ),
+    Setting(
+        name="Runners.FeedRetention.IntervalSeconds",
+        kind=Kind.INTEGER,
+        default="3600",
+        description="How often, in seconds, the Feed Retention runner applies the feeds' retention rules.",
+        live=True,
+        minimum=60,
+        maximum=604800,
+    ),
+    Setting(
+        name="Runners.ServiceHeartbeat.IntervalSeconds",
+        kind=Kind.INTEGER,
+        default="15",
+        description="How often, in seconds, the service node records its heartbeat in the node registry.",
+        live=True,
+        minimum=1,
+        maximum=300,
+    ),
+    Setting(
+        name="Runners.NodeMessageCleanup.IntervalSeconds",
+        kind=Kind.INTEGER,
+        default="3600",
+        description="How often, in seconds, the Node Message Cleanup runner deletes old finished triggers.",
+        live=True,
+        minimum=60,
+        maximum=86400,
+    ),
+    Setting(
+        name="Service.TriggerPollSeconds",
+        kind=Kind.INTEGER,
+        default="5",
+        description="How often, in seconds, the service looks for queued Reindex/Run requests "
+        "(the ones the messenger could not deliver at once).",
+        live=True,
+        minimum=1,
+        maximum=300,
+    ),
+    Setting(
+        name="Service.TriggerRetentionDays",
+        kind=Kind.INTEGER,
+        default="7",
+        description="How many days finished Reindex/Run requests are kept before Node Message Cleanup deletes them.",
+        live=True,
+        minimum=1,
+        maximum=365,
+    ),
+    Setting(
+        name="Diagnostics.MinimumLogLevel",
+        kind=Kind.TEXT,
+        default="INFO",
+        description="The least severe log messages the nodes write and show on the Service Status page.",
+        live=True,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+    ),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def setting_definition(name: str) -> Setting:
+    """The declaration of setting `name`; raises UnknownSetting."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise UnknownSetting(name) from None

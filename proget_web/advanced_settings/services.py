@@ -1,0 +1,80 @@
+"""Changing settings: validate, store, bump the settings version and audit, in one transaction."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.db import transaction
+from django.db.models import F
+
+from proget_web.advanced_settings.models import SettingChange, SettingsVersion, SettingValue
+from proget_web.advanced_settings.registry import setting_definition
+from proget_web.advanced_settings.selectors import mask
+
+logger = logging.getLogger(__name__)
+
+
+def _bump_version() -> int:
+    SettingsVersion.objects.get_or_create(pk=1)
+    SettingsVersion.objects.filter(pk=1).update(version=F("version") + 1)
+    return SettingsVersion.objects.get(pk=1).version
+
+
+@transaction.atomic
+def setting_set(*, name: str, value: str, actor: str, source: str) -> SettingChange | None:
+    """Validate and store `value` for setting `name` ("" restores the default).
+
+    Raises UnknownSetting or SettingValueError (whose message is meant for the user) and then
+    changes nothing. Returns the audit entry, or None when the value did not change.
+    """
+    definition = setting_definition(name)
+    text = value.strip()
+    if text:
+        definition.parse(text)
+    row = SettingValue.objects.select_for_update().filter(name=name).first()
+    old = row.value if row else ""
+    if old == text:
+        return None
+    if text:
+        SettingValue.objects.update_or_create(name=name, defaults={"value": text, "updated_by": actor})
+    else:
+        SettingValue.objects.filter(name=name).delete()
+    change = SettingChange.objects.create(
+        name=name,
+        old_value=mask(definition, old),
+        new_value=mask(definition, text),
+        changed_by=actor,
+        source=source,
+        version=_bump_version(),
+    )
+    logger.info("setting %s changed by %s via %s", name, actor, source)
+    return change
+
+
+def setting_get_or_init(*, name: str, factory: Callable[[], str]) -> str:
+    """The stored value of `name`; when empty, store `factory()` first — exactly once across processes.
+
+    Racing processes each try a conditional insert/update; only one wins, and all return its value.
+    """
+    definition = setting_definition(name)
+    current = SettingValue.objects.filter(name=name).values_list("value", flat=True).first()
+    if current:
+        return current
+    candidate = factory()
+    definition.parse(candidate)
+    with transaction.atomic():
+        row, created = SettingValue.objects.select_for_update().get_or_create(
+            name=name, defaults={"value": candidate, "updated_by": "system"}
+        )
+        if not created and not row.value:
+            row.value = candidate
+            row.updated_by = "system"
+            row.save(update_fields=["value", "updated_by", "updated_at"])
+            created = True
+        if created:
+            SettingChange.objects.create(
+                name=name, old_value="", new_value=mask(definition, candidate),
+                changed_by="system", source="system", version=_bump_version(),
+            )
+            logger.info("generated %s on first use", name)
+        return row.value

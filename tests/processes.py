@@ -1,0 +1,79 @@
+"""Starting the real node processes (manage.py commands, runindexer, daphne) in a temp data dir."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def node_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for a node process with its own data dir on the embedded defaults."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(
+        DJANGO_SETTINGS_MODULE="proget_web.settings",
+        PROGET_DATA_DIR=str(data_dir),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def manage(
+    data_dir: Path, *args: str, check: bool = True, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess:
+    """Run `manage.py ARGS` to completion and return the result (text output)."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        env=node_env(data_dir, **env), cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=check,
+    )
+
+
+def spawn(data_dir: Path, *args: str, log: Path, **env: str) -> subprocess.Popen:
+    """Start `manage.py ARGS` in the background, output to `log`."""
+    handle = log.open("ab")
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        env=node_env(data_dir, **env), cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
+    )
+
+
+def wait_for(predicate: Callable[[], bool], *, timeout: float = 15, what: str = "condition") -> None:
+    """Poll `predicate` until true; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def stop(process: subprocess.Popen, *, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+    """Send `sig` and wait for the process to exit; SIGKILL it if it does not."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise AssertionError(f"process {process.pid} ignored signal {sig}") from None
+    return process.returncode
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now on `host`."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def shell(data_dir: Path, code: str) -> str:
+    """Run Python `code` in a Django shell of the node at `data_dir`; return its stripped stdout."""
+    return manage(data_dir, "shell", "--no-imports", "-c", code).stdout.strip()
