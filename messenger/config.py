@@ -1,0 +1,60 @@
+"""The messenger's configuration as the nodes read it from Advanced Settings (Django glue).
+
+The key is generated on first use, once for the whole cluster; malformed values raise the
+messenger's own InvalidKey / InvalidEndpoint with one clear line, never a fallback.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from messenger.allowlist import IPNetwork, parse_allowed_ips
+from messenger.crypto import generate_key, key_fingerprint, parse_key
+from messenger.endpoint import Endpoint, parse_endpoint
+from messenger.errors import MessengerError
+from proget_web.advanced_settings.models import SettingValue
+from proget_web.advanced_settings.services import setting_get_or_init
+
+ENDPOINT_SETTING = "Service.MessengerEndpoint"
+KEY_SETTING = "Service.MessengerKey"
+ALLOWED_IPS_SETTING = "Service.MessengerAllowedIps"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessengerSettings:
+    endpoint: Endpoint
+    key: bytes
+    allowed_ips: tuple[IPNetwork, ...]
+    run_dir: Path
+
+    @property
+    def fingerprint(self) -> str:
+        return key_fingerprint(self.key)
+
+
+def messenger_settings() -> MessengerSettings:
+    """Read (and on first use, create the key for) the messenger settings of this cluster."""
+    stored = dict(
+        SettingValue.objects.filter(name__in=[ENDPOINT_SETTING, ALLOWED_IPS_SETTING]).values_list("name", "value")
+    )
+    key_text = setting_get_or_init(name=KEY_SETTING, factory=generate_key)
+    try:
+        allowed_ips = parse_allowed_ips(stored.get(ALLOWED_IPS_SETTING, ""))
+    except ValueError as exc:
+        raise MessengerError(str(exc)) from None
+    return MessengerSettings(
+        endpoint=parse_endpoint(stored.get(ENDPOINT_SETTING, "")),
+        key=parse_key(key_text),
+        allowed_ips=allowed_ips,
+        run_dir=Path(settings.DATA_DIR) / "run",
+    )
+
+
+def local_resolver() -> str:
+    """Resolve `tcp://*:PORT` to this machine (PROGET_NODE_IP, else loopback).
+
+    Single-machine stand-in until the cluster registry resolves the primary service node.
+    """
+    return settings.NODE_IP or "127.0.0.1"

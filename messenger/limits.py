@@ -1,0 +1,53 @@
+"""Every size, time and count limit of the messenger, each with the reason for its value.
+
+Pure constants: importing this module has no side effects and imports nothing.
+"""
+
+# --- wire format (protocol v1; changing any of these is a new protocol version) ---
+
+# The only protocol version this code speaks; sent in both hellos.
+PROTOCOL_VERSION = 1
+# Starts both hellos and REJECT, so stray traffic (HTTP, TLS, a port scan) fails on the first bytes.
+MAGIC = b"PGMS"
+# Raw key length: AES-256 and HMAC-SHA256 both want 32 bytes.
+KEY_BYTES = 32
+# Per-side handshake nonce: 256 bits, so two connections never derive the same session keys.
+NONCE_BYTES = 32
+# HMAC-SHA256 output length; proofs are sent untruncated.
+PROOF_BYTES = 32
+# AES-GCM authentication tag length (the full, strongest tag size).
+TAG_BYTES = 16
+# Big-endian length prefix in front of every sealed frame.
+LENGTH_PREFIX_BYTES = 4
+# Envelope header: kind(1) | id(4) | code(1).
+ENVELOPE_HEADER_BYTES = 6
+# Smallest possible sealed frame: a tag and an empty-bodied envelope; anything shorter is junk.
+MIN_SEALED_BYTES = TAG_BYTES + ENVELOPE_HEADER_BYTES
+# Cap on one sealed frame: a status snapshot is a few KiB, so 1 MiB is ample and bounds memory per peer.
+MAX_FRAME_BYTES = 1024 * 1024
+# The GCM nonce carries an 8-byte counter; reusing a nonce would break GCM, so a direction stops here.
+NONCE_COUNTER_LIMIT = 2**64
+
+# --- deadlines (seconds) ---
+
+# Absolute deadline for the whole handshake: it is 3 small messages, even across a WAN.
+HANDSHAKE_TIMEOUT = 5.0
+# A frame in progress must complete within this (slowloris): 1 MiB takes far less on any real link.
+FRAME_TIMEOUT = 10.0
+# A connection with no traffic at all (not even keepalives) for this long is dead; close it.
+IDLE_TIMEOUT = 60.0
+# Keepalive period: a quarter of IDLE_TIMEOUT, so three can be lost before the peer gives up.
+KEEPALIVE_INTERVAL = 15.0
+# A request that gets no reply in this long fails; the messenger is non-essential, callers fall back.
+REQUEST_TIMEOUT = 5.0
+# Connecting to a live service on a LAN takes milliseconds; longer means it is down or unreachable.
+CONNECT_TIMEOUT = 2.0
+# First reconnect delay: quick enough to ride over a service restart unnoticed.
+RECONNECT_BACKOFF_MIN = 0.1
+# Longest reconnect delay (doubling from the minimum): a down service is not hammered.
+RECONNECT_BACKOFF_MAX = 10.0
+
+# --- counts ---
+
+# Concurrent connections the server accepts: web processes each hold one or two; extras are refused.
+MAX_CONNECTIONS = 256

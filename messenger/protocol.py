@@ -1,0 +1,368 @@
+"""The sans-IO messenger connection: handshake state machine and frame codec (bytes in, events out).
+
+No networking here (like h11): the asyncio adapters feed received bytes to `receive_data` and write
+what `initiate`, `data_to_send`, `send_*` and `reject` return. Guarantees: no event but
+HandshakeComplete before the peer proved the key; every frame is authenticated, in order and in
+its own direction; the first violation closes the connection for good.
+"""
+
+import enum
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from messenger import crypto
+from messenger.errors import InvalidKey, KeyMismatch, LocalProtocolError, RemoteProtocolError
+from messenger.limits import (
+    KEY_BYTES,
+    LENGTH_PREFIX_BYTES,
+    MAGIC,
+    MAX_FRAME_BYTES,
+    MIN_SEALED_BYTES,
+    NONCE_BYTES,
+    PROOF_BYTES,
+    PROTOCOL_VERSION,
+    TAG_BYTES,
+)
+from messenger.messages import Kind, decode_envelope, encode_envelope
+
+# The one uniform wire error: MAGIC then four zero bytes (version 0, which no hello carries).
+REJECT = MAGIC + bytes(4)
+_VERSION = bytes([PROTOCOL_VERSION])
+_HELLO_HEAD_BYTES = len(MAGIC) + len(_VERSION)
+CLIENT_HELLO_BYTES = _HELLO_HEAD_BYTES + NONCE_BYTES
+SERVER_HELLO_BYTES = _HELLO_HEAD_BYTES + NONCE_BYTES + PROOF_BYTES
+CLIENT_FINISH_BYTES = PROOF_BYTES
+
+
+class Role(enum.Enum):
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class State(enum.Enum):
+    HANDSHAKING = "handshaking"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class _Stage(enum.Enum):
+    """Where the handshake is (internal; `State` is the public view)."""
+
+    NEW = enum.auto()  # client before initiate()
+    AWAIT_CLIENT_HELLO = enum.auto()
+    AWAIT_SERVER_HELLO = enum.auto()
+    AWAIT_CLIENT_FINISH = enum.auto()
+    DONE = enum.auto()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HandshakeComplete:
+    version: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Request:
+    id: int
+    type: str
+    body: dict
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Reply:
+    id: int
+    body: dict
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ErrorReply:
+    id: int
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StreamItem:
+    id: int
+    body: dict
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Cancel:
+    id: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Keepalive:
+    pass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class KeepaliveAck:
+    pass
+
+
+Event = HandshakeComplete | Request | Reply | ErrorReply | StreamItem | Cancel | Keepalive | KeepaliveAck
+
+# How a received envelope (kind, id, type, body) becomes an event.
+_EVENT_BUILDERS: dict[Kind, Callable[[int, str | None, dict | None], Event]] = {
+    Kind.REQUEST: lambda id, type, body: Request(id=id, type=type, body=body),
+    Kind.REPLY: lambda id, type, body: Reply(id=id, body=body),
+    Kind.ERROR: lambda id, type, body: ErrorReply(id=id, message=body["error"]),
+    Kind.STREAM: lambda id, type, body: StreamItem(id=id, body=body),
+    Kind.CANCEL: lambda id, type, body: Cancel(id=id),
+    Kind.KEEPALIVE: lambda id, type, body: Keepalive(),
+    Kind.KEEPALIVE_ACK: lambda id, type, body: KeepaliveAck(),
+}
+_BOTH_WAYS = frozenset({Kind.CANCEL, Kind.KEEPALIVE, Kind.KEEPALIVE_ACK})
+# What each role may send; a role receives exactly what its peer may send.
+_SENDS = {
+    Role.CLIENT: _BOTH_WAYS | {Kind.REQUEST},
+    Role.SERVER: _BOTH_WAYS | {Kind.REPLY, Kind.ERROR, Kind.STREAM},
+}
+
+
+class Connection:
+    """One end of one messenger connection."""
+
+    def __init__(self, *, role: Role, key: bytes, random: Callable[[int], bytes] = os.urandom) -> None:
+        if len(key) != KEY_BYTES:
+            raise InvalidKey(f"the messenger key must be {KEY_BYTES} raw bytes (see crypto.parse_key)")
+        self.state = State.HANDSHAKING
+        self._role = role
+        self._key = key
+        self._random = random
+        self._stage = _Stage.NEW if role is Role.CLIENT else _Stage.AWAIT_CLIENT_HELLO
+        self._buffer = bytearray()  # received bytes of an incomplete handshake message or frame
+        self._outgoing = bytearray()  # handshake bytes for data_to_send()
+        self._sends = _SENDS[role]
+        peer_sends = _SENDS[Role.SERVER if role is Role.CLIENT else Role.CLIENT]
+        self._event_builders = {kind: _EVENT_BUILDERS[kind] for kind in peer_sends}
+        self._client_hello = b""  # client: kept for the transcript
+        self._session_keys: crypto.SessionKeys | None = None  # server: between ServerHello and ClientFinish
+        self._expected_client_proof = b""
+        self._sealer: crypto.Sealer | None = None
+        self._opener: crypto.Opener | None = None
+        self._error: RemoteProtocolError | None = None
+
+    # --- handshake ---
+
+    def initiate(self) -> bytes:
+        """CLIENT only, once: return the ClientHello to send."""
+        if self._stage is not _Stage.NEW:
+            raise LocalProtocolError("initiate() is for a new client connection only")
+        self._client_hello = MAGIC + _VERSION + self._nonce()
+        self._stage = _Stage.AWAIT_SERVER_HELLO
+        return self._client_hello
+
+    def data_to_send(self) -> bytes:
+        """Return (and forget) the handshake bytes queued by receive_data; b"" when there are none."""
+        if not self._outgoing:
+            return b""
+        data = bytes(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+    def reject(self) -> bytes:
+        """Close the connection and return the REJECT bytes to write before closing the transport."""
+        self._close()
+        return REJECT
+
+    @property
+    def has_partial_data(self) -> bool:
+        """True while bytes of an incomplete handshake message or frame are buffered."""
+        return bool(self._buffer)
+
+    # --- receiving ---
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed received bytes; return the events they completed (maybe none).
+
+        Raises RemoteProtocolError (KeyMismatch on a client whose server proved another key); the
+        connection is then CLOSED and every later call raises again.
+        """
+        # Fast path, the common case: open (an opener exists), nothing buffered, `data` is one whole frame.
+        if self._opener is not None and not self._buffer:
+            header = data[:LENGTH_PREFIX_BYTES]
+            length = int.from_bytes(header, "big")
+            if length == len(data) - LENGTH_PREFIX_BYTES and MIN_SEALED_BYTES <= length <= MAX_FRAME_BYTES:
+                try:
+                    return [self._open_frame(header, data[LENGTH_PREFIX_BYTES:])]
+                except RemoteProtocolError as exc:
+                    self._fail(exc)
+                    raise
+        return self._receive_buffered(data)
+
+    def _receive_buffered(self, data: bytes) -> list[Event]:
+        if self.state is State.CLOSED:
+            if self._error is None:
+                raise LocalProtocolError("the connection is closed")
+            raise self._error.__class__(self._error.reason)
+        if self._stage is _Stage.NEW:
+            raise LocalProtocolError("call initiate() before receive_data()")
+        buffer = self._buffer
+        buffer += data
+        events: list[Event] = []
+        pos = 0
+        try:
+            while True:
+                if self.state is State.OPEN:
+                    end = self._frame_end(buffer, pos)
+                    if end is None:
+                        break
+                    body_start = pos + LENGTH_PREFIX_BYTES
+                    events.append(self._open_frame(buffer[pos:body_start], buffer[body_start:end]))
+                else:
+                    end = self._receive_handshake(buffer, pos, events)
+                    if end is None:
+                        break
+                pos = end
+        except RemoteProtocolError as exc:
+            self._fail(exc)
+            raise
+        del buffer[:pos]
+        return events
+
+    @staticmethod
+    def _frame_end(buffer: bytearray, pos: int) -> int | None:
+        """Check the length prefix at `pos` as soon as it is there; return the frame's end once it is all there."""
+        if len(buffer) - pos < LENGTH_PREFIX_BYTES:
+            return None
+        header = buffer[pos : pos + LENGTH_PREFIX_BYTES]
+        length = int.from_bytes(header, "big")
+        if not MIN_SEALED_BYTES <= length <= MAX_FRAME_BYTES:
+            # REJECT read as a length is ~1.35e9, far above the cap: it can never be a frame header.
+            raise RemoteProtocolError("rejected" if header == MAGIC else "frame-size")
+        end = pos + LENGTH_PREFIX_BYTES + length
+        return end if end <= len(buffer) else None
+
+    def _open_frame(self, header: bytes, sealed: bytes) -> Event:
+        kind, id, type, body = decode_envelope(self._opener.open(header, sealed))  # type: ignore[union-attr]
+        build = self._event_builders.get(kind)
+        if build is None:  # a kind only our own role sends
+            raise RemoteProtocolError("bad-message")
+        return build(id, type, body)
+
+    def _receive_handshake(self, buffer: bytearray, pos: int, events: list[Event]) -> int | None:
+        """Consume one handshake message at `pos` if it is all there; return where it ends."""
+        available = len(buffer) - pos
+        if self._stage is _Stage.AWAIT_CLIENT_FINISH:
+            if available < CLIENT_FINISH_BYTES:
+                return None
+            end = pos + CLIENT_FINISH_BYTES
+            self._on_client_finish(bytes(buffer[pos:end]))
+            events.append(HandshakeComplete(version=PROTOCOL_VERSION))
+            return end
+        # Both hellos start MAGIC | version: check them as they arrive, not after the whole hello.
+        self._check_hello_head(bytes(buffer[pos : pos + _HELLO_HEAD_BYTES]))
+        if self._role is Role.SERVER:
+            if available < CLIENT_HELLO_BYTES:
+                return None
+            end = pos + CLIENT_HELLO_BYTES
+            self._on_client_hello(bytes(buffer[pos:end]))
+            return end
+        if available < SERVER_HELLO_BYTES:
+            return None
+        end = pos + SERVER_HELLO_BYTES
+        self._on_server_hello(bytes(buffer[pos:end]))
+        events.append(HandshakeComplete(version=PROTOCOL_VERSION))
+        return end
+
+    def _check_hello_head(self, head: bytes) -> None:
+        if head[: len(MAGIC)] != MAGIC[: len(head)]:
+            raise RemoteProtocolError("bad-magic")
+        if len(head) == _HELLO_HEAD_BYTES and head[-1] != PROTOCOL_VERSION:
+            if self._role is Role.CLIENT and head == REJECT[:_HELLO_HEAD_BYTES]:
+                raise RemoteProtocolError("rejected")
+            raise RemoteProtocolError("unknown-version")
+
+    def _on_client_hello(self, hello: bytes) -> None:
+        server_head = MAGIC + _VERSION + self._nonce()
+        keys = crypto.derive_session_keys(self._key, hello[_HELLO_HEAD_BYTES:], server_head[_HELLO_HEAD_BYTES:])
+        transcript = hello + server_head
+        self._outgoing += server_head + crypto.proof(keys.server_proof, b"server", transcript)
+        self._expected_client_proof = crypto.proof(keys.client_proof, b"client", transcript)
+        self._session_keys = keys
+        self._stage = _Stage.AWAIT_CLIENT_FINISH
+
+    def _on_client_finish(self, client_proof: bytes) -> None:
+        if not crypto.proofs_equal(client_proof, self._expected_client_proof):
+            raise RemoteProtocolError("bad-proof")
+        keys = self._session_keys
+        assert keys is not None  # set with the expected proof
+        self._start_frames(send_key=keys.s2c, receive_key=keys.c2s)
+
+    def _on_server_hello(self, hello: bytes) -> None:
+        server_head = hello[: _HELLO_HEAD_BYTES + NONCE_BYTES]
+        client_nonce = self._client_hello[_HELLO_HEAD_BYTES:]
+        keys = crypto.derive_session_keys(self._key, client_nonce, server_head[_HELLO_HEAD_BYTES:])
+        transcript = self._client_hello + server_head
+        expected = crypto.proof(keys.server_proof, b"server", transcript)
+        if not crypto.proofs_equal(hello[len(server_head) :], expected):
+            raise KeyMismatch()
+        self._outgoing += crypto.proof(keys.client_proof, b"client", transcript)
+        self._start_frames(send_key=keys.c2s, receive_key=keys.s2c)
+
+    def _start_frames(self, *, send_key: bytes, receive_key: bytes) -> None:
+        self._sealer = crypto.Sealer(send_key)
+        self._opener = crypto.Opener(receive_key)
+        self._stage = _Stage.DONE
+        self.state = State.OPEN
+        self._session_keys = None
+        self._expected_client_proof = b""
+
+    def _nonce(self) -> bytes:
+        nonce = self._random(NONCE_BYTES)
+        if len(nonce) != NONCE_BYTES:
+            raise LocalProtocolError(f"random({NONCE_BYTES}) returned {len(nonce)} bytes")
+        return nonce
+
+    def _fail(self, error: RemoteProtocolError) -> None:
+        self._error = error
+        self._close()
+
+    def _close(self) -> None:
+        self.state = State.CLOSED
+        self._stage = _Stage.DONE
+        self._buffer.clear()
+        self._outgoing.clear()
+        self._sealer = self._opener = None
+
+    # --- sending ---
+
+    def send_request(self, *, id: int, type: str, body: dict) -> bytes:
+        return self._send(Kind.REQUEST, id, type, body)
+
+    def send_reply(self, *, id: int, body: dict) -> bytes:
+        return self._send(Kind.REPLY, id, None, body)
+
+    def send_error(self, *, id: int, message: str) -> bytes:
+        return self._send(Kind.ERROR, id, None, {"error": message})
+
+    def send_stream(self, *, id: int, body: dict) -> bytes:
+        return self._send(Kind.STREAM, id, None, body)
+
+    def send_cancel(self, *, id: int) -> bytes:
+        return self._send(Kind.CANCEL, id, None, None)
+
+    def send_keepalive(self) -> bytes:
+        return self._send(Kind.KEEPALIVE, 0, None, None)
+
+    def send_keepalive_ack(self) -> bytes:
+        return self._send(Kind.KEEPALIVE_ACK, 0, None, None)
+
+    def _send(self, kind: Kind, id: int, type: str | None, body: dict | None) -> bytes:
+        sealer = self._sealer  # exists exactly while OPEN
+        if sealer is None:
+            raise LocalProtocolError(f"cannot send {kind.name}: the connection is {self.state.value}")
+        if kind not in self._sends:
+            raise LocalProtocolError(f"a {self._role.value} does not send {kind.name}")
+        envelope = encode_envelope(kind, id, type, body)
+        length = len(envelope) + TAG_BYTES
+        if length > MAX_FRAME_BYTES:
+            raise LocalProtocolError(f"{kind.name} of {length} bytes exceeds MAX_FRAME_BYTES")
+        header = length.to_bytes(LENGTH_PREFIX_BYTES, "big")
+        try:
+            return header + sealer.seal(header, envelope)
+        except LocalProtocolError:  # nonce counter exhausted: this connection is done
+            self._close()
+            raise

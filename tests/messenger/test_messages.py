@@ -1,0 +1,126 @@
+"""Tests for messenger.messages: the allowlist, and the envelope codec's round trips and refusals."""
+
+import struct
+
+import pytest
+
+from messenger.errors import LocalProtocolError, RemoteProtocolError
+from messenger.messages import MESSAGE_TYPES, Kind, decode_envelope, encode_envelope
+
+
+def test_allowlist_order_is_part_of_v1():
+    assert MESSAGE_TYPES == (
+        "ping",
+        "status.snapshot",
+        "status.subscribe",
+        "trigger.nudge",
+        "runner.run",
+        "runner.pause",
+        "runner.resume",
+        "service.restart",
+        "config.changed",
+    )
+
+
+def test_kind_values():
+    assert [(k.name, k.value) for k in Kind] == [
+        ("REQUEST", 1),
+        ("REPLY", 2),
+        ("ERROR", 3),
+        ("STREAM", 4),
+        ("CANCEL", 5),
+        ("KEEPALIVE", 6),
+        ("KEEPALIVE_ACK", 7),
+    ]
+
+
+@pytest.mark.parametrize("code, type", list(enumerate(MESSAGE_TYPES, start=1)))
+def test_request_round_trip_for_every_type(code, type):
+    data = encode_envelope(Kind.REQUEST, 7, type, {"feed": "pypi", "n": [1, 2.5, None, "é"]})
+    assert data[:6] == struct.pack(">BIB", 1, 7, code)
+    assert decode_envelope(data) == (Kind.REQUEST, 7, type, {"feed": "pypi", "n": [1, 2.5, None, "é"]})
+
+
+@pytest.mark.parametrize(
+    "kind, id, body",
+    [
+        (Kind.REPLY, 1, {"ok": True}),
+        (Kind.REPLY, 2**32 - 1, {}),
+        (Kind.ERROR, 3, {"error": "no such runner"}),
+        (Kind.STREAM, 4, {"runner": "x", "progress": 50}),
+        (Kind.CANCEL, 5, None),
+        (Kind.KEEPALIVE, 0, None),
+        (Kind.KEEPALIVE_ACK, 0, None),
+    ],
+)
+def test_round_trip_other_kinds(kind, id, body):
+    assert decode_envelope(encode_envelope(kind, id, None, body)) == (kind, id, None, body)
+
+
+def test_body_is_compact_json():
+    assert encode_envelope(Kind.REPLY, 1, None, {"a": 1, "b": [1, 2]})[6:] == b'{"a":1,"b":[1,2]}'
+
+
+def test_bodiless_kinds_are_header_only():
+    assert encode_envelope(Kind.KEEPALIVE, 0, None, None) == bytes([6, 0, 0, 0, 0, 0])
+
+
+@pytest.mark.parametrize(
+    "kind, id, type, body",
+    [
+        (Kind.REQUEST, 1, "rm -rf", {}),  # not in the allowlist
+        (Kind.REQUEST, 1, None, {}),
+        (Kind.REPLY, 1, "ping", {}),  # only requests carry a type
+        (Kind.REQUEST, 1, "ping", None),  # requests need a body
+        (Kind.REQUEST, 1, "ping", ["not", "a", "dict"]),
+        (Kind.CANCEL, 1, None, {}),  # cancel has no body
+        (Kind.KEEPALIVE, 1, None, None),  # keepalive id is 0
+        (Kind.REPLY, -1, None, {}),
+        (Kind.REPLY, 2**32, None, {}),
+        (Kind.REPLY, 1, None, {"x": object()}),  # not JSON
+        (Kind.REPLY, 1, None, {"x": float("nan")}),  # not JSON either
+    ],
+)
+def test_encode_misuse_is_local_error(kind, id, type, body):
+    with pytest.raises(LocalProtocolError):
+        encode_envelope(kind, id, type, body)
+
+
+def _header(kind: int, id: int = 1, code: int = 0) -> bytes:
+    return struct.pack(">BIB", kind, id, code)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        _header(2)[:5],  # truncated header
+        _header(0) + b"{}",  # unknown kind
+        _header(8) + b"{}",
+        _header(255) + b"{}",
+        _header(1, code=0) + b"{}",  # unknown type code
+        _header(1, code=len(MESSAGE_TYPES) + 1) + b"{}",
+        _header(2, code=1) + b"{}",  # code on a non-request
+        _header(2) + b"[]",  # not an object
+        _header(2) + b'"text"',
+        _header(2) + b"1",
+        _header(2) + b"null",
+        _header(2),  # missing body
+        _header(2) + b"{",  # broken JSON
+        _header(2) + b"{}{}",  # trailing data
+        _header(2) + b"{} ",
+        _header(2) + b'{"a":"\xff"}',  # bad UTF-8
+        _header(2) + b'{"a":"\xed\xa0\x80"}',  # UTF-8-encoded surrogate
+        _header(2) + '{"a":1}'.encode("utf-16"),  # not UTF-8
+        _header(2) + b'{"a":NaN}',  # not JSON
+        _header(2) + b'{"a":' * 100_000 + b"1" + b"}" * 100_000,  # nesting deeper than the parser's recursion limit
+        _header(3) + b"{}",  # error without "error"
+        _header(3) + b'{"error":1}',
+        _header(5) + b"{}",  # cancel with a body
+        _header(6, id=1),  # keepalive with an id
+    ],
+)
+def test_malformed_envelopes_are_bad_message(data):
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_envelope(data)
+    assert info.value.reason == "bad-message"
