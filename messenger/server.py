@@ -1,0 +1,194 @@
+"""The messenger's asyncio server: listens on a Unix socket or TCP and serves one Protocol per peer.
+
+Guarantees: peers are checked (IP allowlist, connection cap) before a byte is read; every
+connection lives under absolute deadlines (handshake, frame in progress, idle); every failure
+writes the uniform REJECT, is logged with its reason and counted in `stats.rejects`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import stat
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from messenger import limits
+from messenger.allowlist import IPNetwork, ip_allowed
+from messenger.endpoint import Endpoint, socket_path
+from messenger.errors import MessengerError
+from messenger.protocol import Connection, Role
+from messenger.server_connection import Handler, RequestContext, ServerConnection, ServerStats, StreamHandler
+
+__all__ = ["Handler", "MessengerServer", "RequestContext", "ServerLimits", "ServerStats", "StreamHandler"]
+
+logger = logging.getLogger(__name__)
+
+# The run dir holds the socket: only the service's own user may even look inside it.
+RUN_DIR_MODE = 0o700
+# The socket file: only the service's own user may connect.
+SOCKET_MODE = 0o600
+# Umask while binding, so the socket file is never, even for a moment, open to others.
+SOCKET_UMASK = 0o177
+# How long start() lets an existing socket file answer before concluding a live service holds it.
+STALE_SOCKET_PROBE_TIMEOUT = 1.0
+# How long close() waits for its connections to report they are gone (they are aborted, so ~instant).
+CLOSE_WAIT_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerLimits:
+    """Per-server limits; the defaults are the protocol's (messenger.limits), tests shrink them."""
+
+    handshake_timeout: float = limits.HANDSHAKE_TIMEOUT
+    frame_timeout: float = limits.FRAME_TIMEOUT
+    idle_timeout: float = limits.IDLE_TIMEOUT
+    max_connections: int = limits.MAX_CONNECTIONS
+
+
+_NO_STREAMS: Mapping[str, StreamHandler] = MappingProxyType({})
+
+
+class MessengerServer:
+    """Serve messenger requests to authenticated peers; see docs/messenger.md."""
+
+    def __init__(
+        self,
+        *,
+        key: bytes,
+        handlers: Mapping[str, Handler],
+        stream_handlers: Mapping[str, StreamHandler] = _NO_STREAMS,
+        allowed_ips: Sequence[IPNetwork] = (),
+        limits: ServerLimits = ServerLimits(),  # noqa: B008 - frozen, so sharing the default is safe
+    ) -> None:
+        Connection(role=Role.SERVER, key=key)  # raises InvalidKey now rather than at the first peer
+        self.key = key
+        self.handlers = dict(handlers)
+        self.stream_handlers = dict(stream_handlers)
+        self.allowed_ips: tuple[IPNetwork, ...] = tuple(allowed_ips)
+        self.limits = limits
+        self.stats = ServerStats()
+        self.connections: set[ServerConnection] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._socket_file: tuple[Path, int] | None = None  # (path, inode) of the socket we created
+
+    # --- lifecycle ---
+
+    async def start(self, endpoint: Endpoint, *, run_dir: Path, any_host: str = "0.0.0.0") -> None:
+        """Listen on `endpoint` (pipe: a Unix socket in run_dir; tcp://*:PORT: on any_host:PORT)."""
+        if self._server is not None:
+            raise MessengerError(f"the messenger server is already listening on {self.address}")
+        loop = asyncio.get_running_loop()
+        if endpoint.kind == "pipe":
+            self._server = await self._start_unix(loop, socket_path(endpoint, run_dir), run_dir)
+        else:
+            host = any_host if endpoint.is_any_host else endpoint.host
+            try:
+                self._server = await loop.create_server(self._new_connection, host, endpoint.port, reuse_address=True)
+            except OSError as exc:
+                raise MessengerError(f"cannot listen on {endpoint}: {exc.strerror or exc}") from exc
+        logger.info("messenger: listening on %s", self.address)
+
+    async def close(self) -> None:
+        """Stop accepting, close every connection and remove our socket file (if it is still ours)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        gone = [conn.lost for conn in self.connections]
+        for conn in list(self.connections):
+            conn.close(abort=True, why="server closing")
+        if gone:
+            await asyncio.wait(gone, timeout=CLOSE_WAIT_TIMEOUT)
+        await server.wait_closed()
+        if self._socket_file is not None:
+            path, inode = self._socket_file
+            self._socket_file = None
+            with suppress(FileNotFoundError):
+                if os.lstat(path).st_ino == inode:
+                    path.unlink()
+        logger.info("messenger: server closed")
+
+    @property
+    def address(self) -> str:
+        """Where we really listen: the socket path, or tcp://HOST:PORT with the bound port."""
+        if self._server is None:
+            raise MessengerError("the messenger server is not listening")
+        if self._socket_file is not None:
+            return str(self._socket_file[0])
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
+
+    # --- live reconfiguration ---
+
+    def set_key(self, key: bytes) -> None:
+        """New connections use `key`; existing ones (authenticated with the old key) are closed."""
+        Connection(role=Role.SERVER, key=key)  # validate
+        self.key = key
+        for conn in list(self.connections):
+            conn.close(abort=False, why="messenger key changed")
+
+    def set_allowed_ips(self, networks: Sequence[IPNetwork]) -> None:
+        """Apply a new allowlist; TCP peers that no longer qualify are closed."""
+        self.allowed_ips = tuple(networks)
+        for conn in list(self.connections):
+            if conn.peer_ip is not None and not ip_allowed(conn.peer_ip, self.allowed_ips):
+                conn.close(abort=False, why="peer no longer in Service.MessengerAllowedIps")
+
+    # --- internals ---
+
+    def _new_connection(self) -> ServerConnection:
+        return ServerConnection(self)
+
+    async def _start_unix(self, loop: asyncio.AbstractEventLoop, path: Path, run_dir: Path) -> asyncio.AbstractServer:
+        run_dir.mkdir(mode=RUN_DIR_MODE, parents=True, exist_ok=True)
+        os.chmod(run_dir, RUN_DIR_MODE)  # it may have existed with looser permissions
+        path.parent.mkdir(mode=RUN_DIR_MODE, parents=True, exist_ok=True)
+        await _remove_stale_socket(loop, path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            old_umask = os.umask(SOCKET_UMASK)
+            try:
+                sock.bind(str(path))
+            finally:
+                os.umask(old_umask)
+            os.chmod(path, SOCKET_MODE)
+            self._socket_file = (path, os.lstat(path).st_ino)
+            return await loop.create_unix_server(self._new_connection, sock=sock)
+        except OSError as exc:
+            sock.close()
+            if self._socket_file is not None:
+                with suppress(FileNotFoundError):
+                    path.unlink()
+                self._socket_file = None
+            raise MessengerError(f"cannot listen on {path}: {exc.strerror or exc}") from exc
+
+
+async def _remove_stale_socket(loop: asyncio.AbstractEventLoop, path: Path) -> None:
+    """Unlink a socket file left by a crashed service; refuse to touch one a live service answers on."""
+    try:
+        before = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(before.st_mode):
+        raise MessengerError(f"{path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)
+    try:
+        await asyncio.wait_for(loop.sock_connect(probe, str(path)), STALE_SOCKET_PROBE_TIMEOUT)
+    except (ConnectionRefusedError, FileNotFoundError):
+        logger.info("messenger: removing stale socket %s (nothing answers on it)", path)
+        with suppress(FileNotFoundError):
+            if os.lstat(path).st_ino == before.st_ino:
+                path.unlink()
+        return
+    except TimeoutError:
+        pass  # a listener too busy to accept is still a listener
+    finally:
+        probe.close()
+    raise MessengerError(f"another service is already listening on {path}")
