@@ -2,7 +2,11 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from proget_web import views
+
 urlpatterns = [
+    path("", views.home, name="home"),
+    path("health", views.health, name="health"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]
