@@ -1,0 +1,83 @@
+"""The service node's durable state: triggers (user requests to run something) and each runner's last run.
+
+A Trigger row is written before anyone is told about it, so a request survives a messenger outage;
+a RunnerRecord keeps what must survive a restart (paused, last run).
+"""
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+TARGET_MAX_LENGTH = 200
+
+
+class Trigger(models.Model):
+    """One request to run something, claimed by exactly one service node and finished once."""
+
+    class Kind(models.TextChoices):
+        FEED_REINDEX = "feed.reindex", "Reindex a feed"
+        RUNNER_RUN = "runner.run", "Run a task runner"
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    target = models.CharField(max_length=TARGET_MAX_LENGTH)  # a feed or runner name
+    requested_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    result = models.TextField(blank=True)  # what happened, or why it failed
+    claimed_by = models.CharField(max_length=200, blank=True)  # the node that runs it
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "created_at"], name="indexer_trigger_state_created")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.target} ({self.state})"
+
+
+class RunnerRecord(models.Model):
+    """What a task runner keeps across restarts: whether it is paused, and its last run."""
+
+    class Result(models.TextChoices):
+        OK = "ok"
+        FAILED = "failed"
+
+    name = models.CharField(max_length=100, primary_key=True)
+    paused = models.BooleanField(default=False)
+    last_started_at = models.DateTimeField(null=True, blank=True)
+    last_duration = models.FloatField(null=True, blank=True)  # seconds
+    last_result = models.CharField(max_length=16, choices=Result.choices, blank=True)
+    last_error = models.TextField(blank=True)
+    last_message = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Node(models.Model):
+    """A node of the cluster as it registered itself; its heartbeat says whether it is alive."""
+
+    class Kind(models.TextChoices):
+        SERVICE = "service"
+        WEB = "web"
+
+    name = models.CharField(max_length=200, primary_key=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    host = models.CharField(max_length=255, blank=True)
+    ip = models.CharField(max_length=64, blank=True)
+    endpoint = models.CharField(max_length=300, blank=True)  # the messenger address it serves (service nodes)
+    version = models.CharField(max_length=32, blank=True)
+    key_fingerprint = models.CharField(max_length=32, blank=True)
+    settings_version = models.BigIntegerField(default=0)  # the settings version it has applied
+    settings_applied_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    heartbeat_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.kind} node {self.name}"

@@ -1,0 +1,45 @@
+"""The shared shape of the feed runners: list the feeds, work through them one by one, report progress.
+
+There is no Feed model yet: `feed_names` finds none, so every feed runner reports "no feeds configured".
+The feeds issue fills in `feed_names` and each runner's `process_feed`.
+"""
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+from asgiref.sync import sync_to_async
+
+from indexer.runner import RunContext, Runner
+
+
+def feed_names(*, only: str | None = None) -> list[str]:
+    """The configured feeds' names (just `only` when it names one). No feeds exist yet."""
+    return []
+
+
+def feed_exists(*, name: str) -> bool:
+    """Whether a feed called `name` is configured."""
+    return bool(feed_names(only=name))
+
+
+class FeedRunner(Runner):
+    """A runner that does the same work for every feed (or for the one feed its trigger names)."""
+
+    done: ClassVar[str]  # what the runner did to each feed, e.g. "indexed"
+
+    async def run(self, ctx: RunContext) -> str:
+        feeds = await sync_to_async(feed_names)(only=ctx.target)
+        if not feeds:
+            return f"feed {ctx.target} not found" if ctx.target else "no feeds configured"
+        for index, feed in enumerate(feeds):
+            if ctx.stopping:
+                return f"{self.done} {index} of {len(feeds)} feed(s), then the service stopped"
+            ctx.progress(100 * index / len(feeds), feed)
+            await sync_to_async(self.process_feed)(feed=feed, ctx=ctx)
+        ctx.progress(100, "done")
+        return f"{self.done} {len(feeds)} feed(s)"
+
+    @abc.abstractmethod
+    def process_feed(self, *, feed: str, ctx: RunContext) -> None:
+        """This runner's work on one feed (synchronous: it runs in a worker thread and may use the ORM)."""
