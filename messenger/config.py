@@ -5,12 +5,14 @@ messenger's own InvalidKey / InvalidEndpoint with one clear line, never a fallba
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 
 from messenger.allowlist import IPNetwork, parse_allowed_ips
+from messenger.client import call
 from messenger.crypto import generate_key, key_fingerprint, parse_key
 from messenger.endpoint import Endpoint, parse_endpoint
 from messenger.errors import MessengerError
@@ -20,6 +22,8 @@ from proget_web.advanced_settings.services import setting_get_or_init
 ENDPOINT_SETTING = "Service.MessengerEndpoint"
 KEY_SETTING = "Service.MessengerKey"
 ALLOWED_IPS_SETTING = "Service.MessengerAllowedIps"
+# How often a service node polls for settings changes it was not told about (indexer.service).
+SETTINGS_POLL_HINT_SECONDS = 5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,3 +62,31 @@ def local_resolver() -> str:
     Single-machine stand-in until the cluster registry resolves the primary service node.
     """
     return settings.NODE_IP or "127.0.0.1"
+
+
+def service_call(
+    type: str, *, body: dict | None = None, timeout: float, config: MessengerSettings | None = None
+) -> dict:
+    """One request to the service from synchronous code, with this cluster's settings (or `config`)."""
+    config = config or messenger_settings()
+    return call(endpoint=config.endpoint, key=config.key, run_dir=config.run_dir, resolver=local_resolver,
+                type=type, body=body, timeout=timeout)
+
+
+def config_changed_notify(*, previous: MessengerSettings | None, timeout: float = 2.0) -> str:
+    """Tell the service that settings changed; return one line saying whether it applies them now.
+
+    The service still runs with the settings it had, so the nudge goes out with `previous` first
+    (the old key and endpoint), then with the new ones. If neither answers, its poll notices.
+    """
+    attempts = [previous] if previous is not None else []
+    with contextlib.suppress(MessengerError):
+        attempts.append(messenger_settings())
+    reason = "no usable messenger settings"
+    for config in dict.fromkeys(attempts):
+        try:
+            service_call("config.changed", timeout=timeout, config=config)
+            return "the service applies it now"
+        except MessengerError as exc:
+            reason = getattr(exc, "reason", str(exc))
+    return f"the service will apply it within {SETTINGS_POLL_HINT_SECONDS} s (not reachable now: {reason})"

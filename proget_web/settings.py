@@ -130,3 +130,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("PROGET_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Extra task runners for the service node (dotted paths to Runner subclasses), after the built-in ones.
+INDEXER_EXTRA_RUNNERS = [path for path in os.environ.get("PROGET_EXTRA_RUNNERS", "").split(",") if path.strip()]

@@ -77,3 +77,39 @@ def free_port(host: str = "127.0.0.1") -> int:
 def shell(data_dir: Path, code: str) -> str:
     """Run Python `code` in a Django shell of the node at `data_dir`; return its stripped stdout."""
     return manage(data_dir, "shell", "--no-imports", "-c", code).stdout.strip()
+
+
+class ServiceProcess:
+    """A real `runindexer` on `data_dir`, started, killed and restarted by the test."""
+
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.data_dir = data_dir
+        self.env = env
+        self.log = data_dir / "service.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.data_dir / "run" / "messenger.sock"
+
+    def start(self, *, ready: Callable[[], bool] | None = None) -> ServiceProcess:
+        """Start the service and wait until `ready()` (default: its Unix socket accepts connections)."""
+        self.process = spawn(self.data_dir, "runindexer", log=self.log, **self.env)
+        wait_for(lambda: self.process.poll() is not None or (ready or self._socket_accepts)(),
+                 what="the service to listen")
+        assert self.process.poll() is None, self.log.read_text()
+        return self
+
+    def _socket_accepts(self) -> bool:
+        with socket.socket(socket.AF_UNIX) as probe:
+            return probe.connect_ex(str(self.socket)) == 0
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        return stop(self.process, sig=sig)
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup at all, as in a crash."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()

@@ -85,8 +85,10 @@ def test_key_mismatch_is_named(data_dir: Path) -> None:
     sock = data_dir / SOCKET
     service = start_service(data_dir, sock.exists)
     try:
-        # The service keeps the key it started with; this client now holds another one.
-        manage(data_dir, "settings", "set", "Service.MessengerKey", "A" * 43 + "=")
+        # Written behind the settings store's back (no version bump, no nudge): the service keeps the
+        # key it started with, while this client now reads another one.
+        shell(data_dir, "from proget_web.advanced_settings.models import SettingValue as V;"
+                        f"V.objects.filter(name='Service.MessengerKey').update(value='{'A' * 43}=')")
         result = ping(data_dir)
         assert result.returncode != 0
         assert "key mismatch" in result.stderr

@@ -1,14 +1,28 @@
-"""`manage.py messenger ping`: talk to the service node; exit 0, or non-zero with one clear line."""
+"""`manage.py messenger ping|status|run RUNNER|reindex FEED`: talk to the service node.
+
+Exit 0 on success; non-zero with one clear line on failure. `run` and `reindex` write a durable
+trigger first, so with the service down they are queued rather than lost.
+"""
 from __future__ import annotations
 
-import logging
 import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from messenger.client import call
-from messenger.config import local_resolver, messenger_settings
+from indexer.models import Trigger
+from indexer.trigger_requests import trigger_request
+from indexer.triggers import TriggerError
+from messenger.config import service_call
 from messenger.errors import MessengerError, MessengerUnavailable
+from proget_web.cli import quiet_logging
+
+
+def _runner_line(runner: dict) -> str:
+    progress = ""
+    if runner["state"] == "running":
+        progress = f" {runner['progressPercent'] or 0:.0f}% {runner['progressMessage']}"
+    last = f"last {runner['lastResult']} {runner['lastStartedAt']}" if runner["lastStartedAt"] else "never run"
+    return f"{runner['name']:<28} {runner['state']:<8}{progress}  {last}  next {runner['nextRunAt'] or '-'}"
 
 
 class Command(BaseCommand):
@@ -16,29 +30,47 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
-        ping = sub.add_parser("ping", help="check that the service answers, and how fast")
-        ping.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
+        for name, text in [("ping", "check that the service answers, and how fast"),
+                           ("status", "the service's task runners and messenger counters")]:
+            sub.add_parser(name, help=text).add_argument(
+                "--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
+        sub.add_parser("run", help="run a task runner now (queued if the service is down)").add_argument("runner")
+        sub.add_parser("reindex", help="reindex a feed now (queued if the service is down)").add_argument("feed")
 
     def handle(self, *args: object, **options: object) -> None:
-        if options["verbosity"] < 2:
-            # The outcome is the one line this command prints; log chatter belongs to -v 2.
-            logging.getLogger().setLevel(logging.ERROR)
+        quiet_logging(options["verbosity"])
         try:
             getattr(self, f"_{options['action']}")(**options)
         except MessengerUnavailable as exc:
             raise CommandError(f"service not reachable: {exc.reason}") from None
-        except MessengerError as exc:
+        except (MessengerError, TriggerError) as exc:
             raise CommandError(str(exc)) from None
 
     def _ping(self, *, timeout: float, **_: object) -> None:
-        config = messenger_settings()
         started = time.perf_counter()
-        reply = call(
-            endpoint=config.endpoint, key=config.key, run_dir=config.run_dir,
-            resolver=local_resolver, type="ping", timeout=timeout,
-        )
+        reply = service_call("ping", timeout=timeout)
         elapsed_ms = (time.perf_counter() - started) * 1000
         self.stdout.write(
             f"pong from {reply.get('node')} (version {reply.get('version')}, up {reply.get('uptime')} s, "
             f"key {reply.get('fingerprint')}) in {elapsed_ms:.1f} ms"
         )
+
+    def _status(self, *, timeout: float, **_: object) -> None:
+        snapshot = service_call("status.snapshot", timeout=timeout, body={"logs": 0})
+        service = snapshot["service"]
+        self.stdout.write(f"service {service['node']} (version {service['version']}) up {service['uptime']} s "
+                          f"on {service['endpoint']}, key {service['fingerprint']}")
+        for runner in snapshot["runners"].values():
+            self.stdout.write("  " + _runner_line(runner))
+        rejects = service["messenger"].get("rejects") or {}
+        self.stdout.write(f"  messenger rejects: {dict(rejects) or 'none'}")
+
+    def _run(self, *, runner: str, **_: object) -> None:
+        self._trigger(Trigger.Kind.RUNNER_RUN, runner)
+
+    def _reindex(self, *, feed: str, **_: object) -> None:
+        self._trigger(Trigger.Kind.FEED_REINDEX, feed)
+
+    def _trigger(self, kind: str, target: str) -> None:
+        outcome = trigger_request(kind=kind, target=target, requested_by="cli")
+        self.stdout.write(outcome.message)

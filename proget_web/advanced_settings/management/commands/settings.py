@@ -5,10 +5,13 @@ import getpass
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from messenger.config import config_changed_notify, messenger_settings
+from messenger.errors import MessengerError
 from proget_web.advanced_settings.models import SettingValue
 from proget_web.advanced_settings.registry import SettingValueError, UnknownSetting, setting_definition
 from proget_web.advanced_settings.selectors import mask, settings_list
 from proget_web.advanced_settings.services import setting_set
+from proget_web.cli import quiet_logging
 
 
 class Command(BaseCommand):
@@ -26,6 +29,7 @@ class Command(BaseCommand):
         setter.add_argument("value")
 
     def handle(self, *args: object, **options: object) -> None:
+        quiet_logging(options["verbosity"])
         try:
             getattr(self, f"_{options['action']}")(**options)
         except (UnknownSetting, SettingValueError) as exc:
@@ -43,8 +47,13 @@ class Command(BaseCommand):
         self.stdout.write(value if reveal else mask(definition, value) or definition.default)
 
     def _set(self, *, name: str, value: str, **_: object) -> None:
+        try:
+            previous = messenger_settings()
+        except MessengerError:
+            previous = None  # broken now: the new value may be the fix
         change = setting_set(name=name, value=value, actor=f"cli:{getpass.getuser()}", source="cli")
         if change is None:
             self.stdout.write(f"{name} unchanged")
-        else:
-            self.stdout.write(f"{name} set ({change.old_value or 'default'} -> {change.new_value or 'default'})")
+            return
+        applied = config_changed_notify(previous=previous) if setting_definition(name).live else "restart to apply"
+        self.stdout.write(f"{name} set ({change.old_value or 'default'} -> {change.new_value or 'default'}); {applied}")

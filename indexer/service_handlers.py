@@ -1,0 +1,115 @@
+"""The service node's answers to messenger requests: decode the body, call the node, return JSON.
+
+Bodies come from peers that proved the key, but are still checked: a malformed one gets an ERROR
+reply naming what was expected.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from asgiref.sync import sync_to_async
+
+from indexer.runner import UnknownRunner
+from indexer.tasks.trigger_dispatch import triggers_dispatch
+from indexer.triggers import trigger_whereabouts
+from messenger.server import RequestContext
+
+if TYPE_CHECKING:
+    from indexer.service import ServiceNode
+
+# The Status page shows the last 200 log lines on open; a caller may ask for fewer, never more.
+SNAPSHOT_MAX_LOGS = 200
+
+
+def _text(body: dict, field: str) -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"'{field}' must be a non-empty string")
+    return value
+
+
+class ServiceHandlers:
+    """Request and stream handlers bound to one ServiceNode."""
+
+    def __init__(self, *, node: ServiceNode) -> None:
+        self.node = node
+
+    def requests(self) -> dict:
+        return {
+            "ping": self.ping,
+            "status.snapshot": self.status_snapshot,
+            "trigger.nudge": self.trigger_nudge,
+            "runner.run": self.runner_run,
+            "runner.pause": self.runner_pause,
+            "runner.resume": self.runner_resume,
+            "service.restart": self.service_restart,
+            "config.changed": self.config_changed,
+        }
+
+    def streams(self) -> dict:
+        return {"status.subscribe": self.status_subscribe}
+
+    async def ping(self, body: dict, ctx: RequestContext) -> dict:
+        info = self.node.info()
+        return {key: info[key] for key in ("node", "version", "uptime", "fingerprint")}
+
+    def snapshot(self, *, max_logs: int = SNAPSHOT_MAX_LOGS) -> dict:
+        return {"service": self.node.info(), **self.node.hub.snapshot(max_logs=max_logs)}
+
+    async def status_snapshot(self, body: dict, ctx: RequestContext) -> dict:
+        logs = body.get("logs", SNAPSHOT_MAX_LOGS)
+        if not isinstance(logs, int) or isinstance(logs, bool) or logs < 0:
+            raise ValueError("'logs' must be a whole number")
+        return self.snapshot(max_logs=min(logs, SNAPSHOT_MAX_LOGS))
+
+    async def status_subscribe(self, body: dict, ctx: RequestContext) -> AsyncIterator[dict]:
+        """A snapshot first, then batches of events; events already in the snapshot are skipped by seq."""
+        async with self.node.hub.subscribe() as subscription:
+            snapshot = self.snapshot()
+            yield {"snapshot": snapshot}
+            async for batch in subscription:
+                events = [event for event in batch["events"] if event["seq"] > snapshot["seq"]]
+                if events or batch.get("dropped"):
+                    yield {**batch, "events": events}
+
+    async def trigger_nudge(self, body: dict, ctx: RequestContext) -> dict:
+        trigger_id = body.get("id")
+        if not isinstance(trigger_id, int) or isinstance(trigger_id, bool) or trigger_id < 1:
+            raise ValueError("'id' must be a trigger id")
+        outcomes = await triggers_dispatch(scheduler=self.node.scheduler, trigger_id=trigger_id)
+        if not outcomes:
+            outcomes = [await sync_to_async(trigger_whereabouts)(trigger_id=trigger_id)]
+        return {"outcomes": outcomes}
+
+    async def runner_run(self, body: dict, ctx: RequestContext) -> dict:
+        try:
+            start = self.node.scheduler.run_now(_text(body, "name"))
+        except UnknownRunner as exc:
+            raise ValueError(str(exc)) from None
+        return {"started": start.started, "message": start.message}
+
+    async def runner_pause(self, body: dict, ctx: RequestContext) -> dict:
+        return await self._set_paused(body, paused=True)
+
+    async def runner_resume(self, body: dict, ctx: RequestContext) -> dict:
+        return await self._set_paused(body, paused=False)
+
+    async def _set_paused(self, body: dict, *, paused: bool) -> dict:
+        scheduler = self.node.scheduler
+        try:
+            state = await (scheduler.pause if paused else scheduler.resume)(_text(body, "name"))
+        except UnknownRunner as exc:
+            raise ValueError(str(exc)) from None
+        return state.as_json()
+
+    async def service_restart(self, body: dict, ctx: RequestContext) -> dict:
+        # Reply first: the restart closes this very connection.
+        asyncio.get_running_loop().call_soon(lambda: self.node.stop(restart=True))
+        return {"restarting": True}
+
+    async def config_changed(self, body: dict, ctx: RequestContext) -> dict:
+        # Applying may move the messenger to another endpoint and close this connection: reply first.
+        self.node.apply_settings_soon()
+        return {"accepted": True, "knownVersion": self.node.settings_version}
