@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "channels",
     "proget_web",
     "proget_web.advanced_settings",
+    "proget_web.administration",
     "messenger",
     "indexer",
 ]

@@ -1,6 +1,6 @@
 """URL map of the web node (the contract paths are listed in DESIGN.md)."""
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from proget_web import views
 
@@ -9,4 +9,6 @@ urlpatterns = [
     path("health", views.health, name="health"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("proget_web.administration.urls")),
+    path("", include("proget_web.status.urls")),
 ]

@@ -1,0 +1,1 @@
+"""Administration pages: Advanced Settings, cluster, permissions."""

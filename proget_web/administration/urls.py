@@ -1,0 +1,3 @@
+"""URLs of the administration pages."""
+
+urlpatterns: list = []

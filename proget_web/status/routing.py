@@ -1,0 +1,3 @@
+"""WebSocket routes of the Service Status page."""
+
+websocket_urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""URLs of the Service Status page."""
+
+urlpatterns: list = []
