@@ -114,7 +114,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT = DATA_DIR / "static"  # collectstatic target; WhiteNoise also serves straight from the apps
+STATIC_ROOT.mkdir(exist_ok=True)
 # WhiteNoise serves static files from daphne itself, so a node needs no separate file server.
 WHITENOISE_USE_FINDERS = True
 

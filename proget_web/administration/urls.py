@@ -1,3 +1,9 @@
-"""URLs of the administration pages."""
+"""URLs of the administration pages (contract paths, see DESIGN.md)."""
+from django.urls import path
 
-urlpatterns: list = []
+from proget_web.administration import views
+
+urlpatterns = [
+    path("administration/advanced-settings", views.advanced_settings, name="advanced-settings"),
+    path("administration/cluster", views.cluster, name="cluster"),
+]

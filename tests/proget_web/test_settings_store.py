@@ -99,7 +99,7 @@ def test_unknown_setting() -> None:
 def test_cli_set_validates_and_reports() -> None:
     out = io.StringIO()
     call_command("settings", "set", ENDPOINT, "tcp://10.0.0.1:4100", stdout=out)
-    assert "Service.MessengerEndpoint set (default -> tcp://10.0.0.1:4100)" in out.getvalue()
+    assert "Service.MessengerEndpoint changed (default → tcp://10.0.0.1:4100)" in out.getvalue()
     with pytest.raises(CommandError, match="must be empty, pipe://NAME"):
         call_command("settings", "set", ENDPOINT, "ftp://x")
     assert setting_get(ENDPOINT) == "tcp://10.0.0.1:4100"

@@ -5,12 +5,10 @@ import getpass
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from messenger.config import config_changed_notify, messenger_settings
-from messenger.errors import MessengerError
+from proget_web.administration.services import setting_change
 from proget_web.advanced_settings.models import SettingValue
 from proget_web.advanced_settings.registry import SettingValueError, UnknownSetting, setting_definition
 from proget_web.advanced_settings.selectors import mask, settings_list
-from proget_web.advanced_settings.services import setting_set
 from proget_web.cli import quiet_logging
 
 
@@ -47,13 +45,5 @@ class Command(BaseCommand):
         self.stdout.write(value if reveal else mask(definition, value) or definition.default)
 
     def _set(self, *, name: str, value: str, **_: object) -> None:
-        try:
-            previous = messenger_settings()
-        except MessengerError:
-            previous = None  # broken now: the new value may be the fix
-        change = setting_set(name=name, value=value, actor=f"cli:{getpass.getuser()}", source="cli")
-        if change is None:
-            self.stdout.write(f"{name} unchanged")
-            return
-        applied = config_changed_notify(previous=previous) if setting_definition(name).live else "restart to apply"
-        self.stdout.write(f"{name} set ({change.old_value or 'default'} -> {change.new_value or 'default'}); {applied}")
+        outcome = setting_change(name=name, value=value, actor=f"cli:{getpass.getuser()}", source="cli")
+        self.stdout.write(str(outcome))

@@ -1,0 +1,80 @@
+"""The administration pages: Advanced Settings (read and change) and the Cluster overview.
+
+Views only parse the request and call the administration core; GET never writes, and the
+messenger key is shown by fingerprint only.
+"""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from messenger.config import KEY_SETTING
+from proget_web.administration import selectors, services
+from proget_web.administration.permissions import permission_required_or_403
+from proget_web.advanced_settings.registry import SettingValueError, UnknownSetting
+from proget_web.advanced_settings.selectors import settings_list
+
+KEY_GENERATE = "generate"
+KEY_SET = "set"
+KEY_CONFIRMATION_NEEDED = (
+    "Nothing changed: tick the confirmation first. Every node switches to the new key, "
+    "and connections using the old one are closed."
+)
+
+
+def _setting_save(request: HttpRequest) -> services.SettingOutcome:
+    """Apply one settings form; the key's two actions also need the confirmation box ticked."""
+    name = request.POST.get("name", "")
+    value = request.POST.get("value", "")
+    actor = request.user.get_username()
+    if name != KEY_SETTING:
+        return services.setting_change(name=name, value=value, actor=actor)
+    if request.POST.get("confirm") != "yes":
+        raise SettingValueError(KEY_CONFIRMATION_NEEDED)
+    if request.POST.get("action") == KEY_GENERATE:
+        return services.messenger_key_generate(actor=actor)
+    return services.messenger_key_set(value=value, actor=actor)
+
+
+@permission_required_or_403("administration.change_settings")
+@require_http_methods(["GET", "POST"])
+def advanced_settings(request: HttpRequest) -> HttpResponse:
+    """Every setting with its value and an in-place form; the messenger key by fingerprint; the audit trail."""
+    failed: dict[str, str] = {}
+    if request.method == "POST":
+        try:
+            outcome = _setting_save(request)
+        except UnknownSetting as exc:
+            failed = {"error": str(exc)}  # no row to show it next to: it goes on top of the page
+            messages.error(request, failed["error"])
+        except SettingValueError as exc:
+            failed = {
+                "name": request.POST.get("name", ""),
+                "action": request.POST.get("action", KEY_SET),
+                # Echo what was typed so it can be fixed, except for the secret.
+                "value": "" if request.POST.get("name") == KEY_SETTING else request.POST.get("value", ""),
+                "error": str(exc),
+            }
+        else:
+            messages.success(request, str(outcome))
+            return redirect("advanced-settings")  # top of the page: the outcome and the nodes applying it
+    context = {
+        "settings": settings_list(),
+        "key_setting": KEY_SETTING,
+        "key": selectors.messenger_key_state(),
+        "cluster": selectors.cluster_view(),
+        "changes": selectors.setting_changes_recent(),
+        "failed": failed,
+        "KEY_GENERATE": KEY_GENERATE,
+        "KEY_SET": KEY_SET,
+    }
+    return render(request, "administration/advanced_settings.html", context, status=400 if failed else 200)
+
+
+@permission_required_or_403("administration.view_service_status")
+@require_GET
+def cluster(request: HttpRequest) -> HttpResponse:
+    """Every registered node: identity, heartbeat age (stale flagged), key match, settings applied."""
+    return render(request, "administration/cluster.html", {"cluster": selectors.cluster_view()})
