@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "proget_web.administration",
     "messenger",
     "indexer",
+    "feeds",
 ]
 
 MIDDLEWARE = [

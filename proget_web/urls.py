@@ -11,4 +11,5 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("proget_web.administration.urls")),
     path("", include("proget_web.status.urls")),
+    path("", include("feeds.urls")),
 ]

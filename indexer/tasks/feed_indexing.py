@@ -1,6 +1,8 @@
 """Feed Indexing: rebuilds each feed's package index (all feeds on schedule, one feed for a Reindex)."""
 from __future__ import annotations
 
+from feeds.indexing import feed_index
+from feeds.selectors import feed_get
 from indexer.runner import RunContext
 from indexer.tasks.feeds import FeedRunner
 
@@ -11,5 +13,9 @@ class FeedIndexing(FeedRunner):
     done = "indexed"
 
     def process_feed(self, *, feed: str, ctx: RunContext) -> None:
-        """Re-read the feed's stored packages and rebuild its simple-API index (the feeds issue)."""
-        raise NotImplementedError("feed indexing arrives with the Feed model")
+        """Bring the feed's index in line with its storage folder (reading only new or changed files)."""
+        found = feed_get(name=feed)
+        if found is None:  # deleted since the run listed it
+            ctx.logger.info("feed %s no longer exists; skipped", feed)
+            return
+        feed_index(feed=found, progress=ctx.progress, stopping=lambda: ctx.stopping)

@@ -1,7 +1,6 @@
 """The shared shape of the feed runners: list the feeds, work through them one by one, report progress.
 
-There is no Feed model yet: `feed_names` finds none, so every feed runner reports "no feeds configured".
-The feeds issue fills in `feed_names` and each runner's `process_feed`.
+The feeds themselves live in the `feeds` app; a runner's `process_feed` calls into its core.
 """
 from __future__ import annotations
 
@@ -10,12 +9,8 @@ from typing import ClassVar
 
 from asgiref.sync import sync_to_async
 
+from feeds.selectors import feed_names
 from indexer.runner import RunContext, Runner
-
-
-def feed_names(*, only: str | None = None) -> list[str]:
-    """The configured feeds' names (just `only` when it names one). No feeds exist yet."""
-    return []
 
 
 def feed_exists(*, name: str) -> bool:

@@ -190,6 +190,22 @@ SETTINGS: tuple[Setting, ...] = (
         live=True,
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
     ),
+    Setting(
+        name="Storage.PackagesRootPath",
+        kind=Kind.TEXT,
+        default="",
+        description="The absolute path under which new feeds get their storage folder (<path>/<feed name>). "
+        "Empty uses the packages folder in the data directory. Existing feeds keep their folder.",
+        live=True,
+    ),
+    Setting(
+        name="Feeds.AnonymousRead",
+        kind=Kind.BOOLEAN,
+        default="true",
+        description="Whether anyone may list and download packages without logging in. When false, "
+        "package clients must send a user name and password (HTTP basic authentication).",
+        live=True,
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

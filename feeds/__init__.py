@@ -1,0 +1,1 @@
+"""PyPI feeds: the Feed and PackageFile models, package metadata reading, indexing and the simple API."""

@@ -1,0 +1,56 @@
+"""Who may read a feed: everyone when Feeds.AnonymousRead is on, else users who log in (HTTP basic auth).
+
+The check runs before the feed is looked up, so an anonymous client cannot tell which feeds exist.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+from collections.abc import Callable
+
+from django.contrib.auth import authenticate
+from django.http import Http404, HttpRequest, HttpResponse
+
+from feeds.models import Feed
+from feeds.selectors import feed_get
+from proget_web.advanced_settings.selectors import setting_get
+
+BASIC_REALM = 'Basic realm="feeds", charset="UTF-8"'
+
+FeedView = Callable[..., HttpResponse]
+
+
+def _basic_auth_user_ok(request: HttpRequest) -> bool:
+    """Whether the request carries the user name and password of an active Django user."""
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        username, sep, password = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    user = authenticate(request, username=username, password=password) if sep else None
+    return user is not None and user.is_active
+
+
+def may_read(request: HttpRequest) -> bool:
+    """Whether this request may read feeds."""
+    return bool(setting_get("Feeds.AnonymousRead")) or request.user.is_authenticated or _basic_auth_user_ok(request)
+
+
+def feed_readable(view: FeedView) -> FeedView:
+    """Decorate a view taking `feed` (a name): check read access (401), then pass the Feed (404 if none)."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: object, feed: str, **kwargs: object) -> HttpResponse:
+        if not may_read(request):
+            response = HttpResponse("authentication required\n", status=401, content_type="text/plain")
+            response["WWW-Authenticate"] = BASIC_REALM
+            return response
+        found: Feed | None = feed_get(name=feed)
+        if found is None:
+            raise Http404(f"no feed called {feed!r}")
+        return view(request, *args, feed=found, **kwargs)
+
+    return wrapper

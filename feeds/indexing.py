@@ -1,0 +1,186 @@
+"""Indexing a feed: bring its PackageFile rows in line with the files in its storage folder.
+
+Incremental (a file whose size and mtime are unchanged is not read again); removed files are de-indexed;
+a file that cannot be indexed gets its error on its row and the run goes on; nothing outside the folder
+is ever opened (symlinks are followed only to a regular file inside it).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from django.db import transaction
+from django.utils import timezone
+
+from feeds.metadata import MetadataError, PackageMetadata, filename_parse, metadata_read
+from feeds.models import Feed, PackageFile
+from feeds.storage import FileRefused, file_locate, file_open
+
+logger = logging.getLogger(__name__)
+
+# Read size when hashing a package file.
+HASH_CHUNK_BYTES = 1024 * 1024
+
+# Rows deleted per statement: under SQLite's default cap on statement parameters (999 before 3.32).
+DELETE_BATCH = 500
+# PackageFile.filename's length.
+FILENAME_MAX_LENGTH = 255
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(kw_only=True)
+class IndexReport:
+    """What one indexing run of one feed did."""
+
+    files: int = 0  # package files found in the folder
+    read: int = 0  # files opened and read (new or changed since the last run)
+    unchanged: int = 0
+    removed: int = 0  # rows of files no longer there
+    errors: int = 0  # files that could not be indexed (each has its error on its row)
+    stopped: bool = False  # the service stopped before every file was looked at
+    problem: str = ""  # why the feed could not be indexed at all
+
+    def summary(self) -> str:
+        if self.problem:
+            return f"failed: {self.problem}"
+        text = (
+            f"{self.files} file(s): {self.read} read, {self.unchanged} unchanged, "
+            f"{self.removed} removed, {self.errors} error(s)"
+        )
+        return f"{text}; stopped early" if self.stopped else text
+
+
+def feed_index(
+    *, feed: Feed, progress: Progress | None = None, stopping: Callable[[], bool] = lambda: False,
+) -> IndexReport:
+    """Index `feed`'s storage folder; record and return the report. Per-file errors never stop the run."""
+    report = IndexReport()
+    root = feed.storage.resolve()
+    try:
+        names = sorted(
+            entry.name for entry in os.scandir(root)
+            if not entry.name.startswith(".") and not entry.is_dir(follow_symlinks=False)
+        )
+    except OSError as exc:
+        report.problem = f"cannot list the storage folder {root}: {exc.strerror or exc}"
+        logger.warning("feed %s: %s", feed.name, report.problem)
+        _record_result(feed=feed, report=report)
+        return report
+    unstorable = [name for name in names if not _storable(name)]
+    if unstorable:  # a name the database cannot hold cannot have a row: log it, count it, skip it
+        logger.warning("feed %s: skipping %d file(s) whose names are not UTF-8 or too long: %r",
+                       feed.name, len(unstorable), unstorable)
+        names = [name for name in names if _storable(name)]
+    report.files = len(names)
+    report.errors = len(unstorable)
+    rows = {row.filename: row for row in PackageFile.objects.filter(feed=feed)}
+    present = set(names)
+    report.removed = _forget(ids=[row.pk for name, row in rows.items() if name not in present])
+    for position, name in enumerate(names):
+        if stopping():
+            report.stopped = True
+            break
+        if progress is not None:
+            progress(100 * position / len(names), f"{feed.name}: {name}")
+        _index_file(feed=feed, root=root, name=name, row=rows.get(name), report=report)
+    _record_result(feed=feed, report=report)
+    logger.info("feed %s indexed: %s", feed.name, report.summary())
+    return report
+
+
+def _storable(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes in the name (os.scandir keeps them as surrogates)
+        return False
+    return len(name) <= FILENAME_MAX_LENGTH
+
+
+@transaction.atomic
+def _forget(*, ids: list[int]) -> int:
+    """Delete the rows `ids` (in batches: SQLite caps the parameters of one statement)."""
+    for start in range(0, len(ids), DELETE_BATCH):
+        PackageFile.objects.filter(pk__in=ids[start:start + DELETE_BATCH]).delete()
+    return len(ids)
+
+
+def _record_result(*, feed: Feed, report: IndexReport) -> None:
+    Feed.objects.filter(pk=feed.pk).update(last_indexed_at=timezone.now(), last_index_result=report.summary())
+
+
+def _index_file(*, feed: Feed, root: Path, name: str, row: PackageFile | None, report: IndexReport) -> None:
+    """Bring the row of file `name` up to date; read the file only when its size or mtime changed."""
+    try:
+        target, status = file_locate(root=root, name=name)
+    except (FileRefused, OSError) as exc:
+        try:
+            entry_status = os.lstat(root / name)
+        except FileNotFoundError:
+            return  # removed since the folder was listed: the next run forgets it
+        report.errors += 1
+        _store(feed=feed, name=name, status=entry_status, error=_describe(exc))
+        return
+    if row is not None and (row.size, row.mtime_ns) == (status.st_size, status.st_mtime_ns):
+        report.unchanged += 1
+        report.errors += bool(row.index_error)
+        return
+    report.read += 1
+    try:
+        status, digest, metadata = _read(target=target, name=name)
+    except (MetadataError, OSError) as exc:
+        error = _describe(exc)
+    except Exception as exc:  # a bug must not stop the other files: record it, log the traceback
+        logger.exception("feed %s: indexing %s failed", feed.name, name)
+        error = f"internal error: {type(exc).__name__}: {exc}"
+    else:
+        _store(feed=feed, name=name, status=status, sha256=digest, fields={
+            "project": metadata.project, "version": metadata.version,
+            "requires_python": metadata.requires_python, "summary": metadata.summary,
+        })
+        return
+    report.errors += 1
+    _store(feed=feed, name=name, status=status, error=error)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot read the file: {exc.strerror or exc}"
+    return str(exc)
+
+
+def _read(*, target: Path, name: str) -> tuple[os.stat_result, str, PackageMetadata]:
+    """Hash and parse the file, both from one descriptor."""
+    stream, status = file_open(path=target)
+    with stream:
+        digest = hashlib.sha256()
+        while chunk := stream.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+        return status, digest.hexdigest(), metadata_read(stream=stream, filename=name)
+
+
+def _store(
+    *, feed: Feed, name: str, status: os.stat_result, sha256: str = "", error: str = "",
+    fields: dict[str, str] | None = None,
+) -> None:
+    """Write the row of file `name`: its metadata, or its error (with what the file name tells)."""
+    if fields is None:
+        try:
+            project, version = filename_parse(name)
+            fields = {"project": project, "version": str(version), "requires_python": "", "summary": ""}
+        except MetadataError:
+            fields = {"project": "", "version": "", "requires_python": "", "summary": ""}
+    values = {
+        **fields, "size": status.st_size, "mtime_ns": status.st_mtime_ns, "sha256": sha256,
+        "index_error": error, "indexed_at": timezone.now(),
+    }
+    # A file found in the folder was uploaded when it was last written there.
+    uploaded_at = datetime.fromtimestamp(status.st_mtime_ns / 1e9, tz=UTC)
+    PackageFile.objects.update_or_create(
+        feed=feed, filename=name, defaults=values, create_defaults={**values, "uploaded_at": uploaded_at},
+    )

@@ -1,0 +1,12 @@
+"""URLs of the feeds app: the PyPI simple API and file downloads (DESIGN.md's contract paths)."""
+from django.urls import path
+
+from feeds import views_simple
+
+app_name = "feeds"
+
+urlpatterns = [
+    path("pypi/<str:feed>/simple/", views_simple.simple_index, name="simple-index"),
+    path("pypi/<str:feed>/simple/<str:project>/", views_simple.simple_project, name="simple-project"),
+    path("pypi/<str:feed>/files/<str:filename>", views_simple.download, name="download"),
+]

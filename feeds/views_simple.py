@@ -1,0 +1,123 @@
+"""The PyPI simple repository API of a feed: PEP 503 HTML and PEP 691/700 JSON, and the file downloads.
+
+Only files that indexed without error are listed or served; a download is served from the feed's own
+folder only, and only while the file is the one indexed (same size and mtime), so its ETag stays true.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import UTC
+
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import get_conditional_response, patch_vary_headers
+from django.utils.http import http_date
+from django.views.decorators.http import require_safe
+
+from feeds import negotiation
+from feeds.access import feed_readable
+from feeds.models import Feed, PackageFile
+from feeds.naming import project_normalize
+from feeds.selectors import feed_projects, package_file_get, project_files
+from feeds.storage import FileRefused, file_locate, file_open
+
+logger = logging.getLogger(__name__)
+
+# The simple API version we speak (PEP 700 adds sizes, upload times and the versions list).
+API_VERSION = "1.1"
+
+
+def _negotiated(request: HttpRequest, html_template: str, context: dict, json_body: dict) -> HttpResponse:
+    """Answer in the format the client's Accept header prefers (406 when it accepts none of ours)."""
+    media = negotiation.media_type_choose(request.headers.get("Accept"))
+    if media is None:
+        response = HttpResponse(
+            f"acceptable formats: {', '.join(negotiation.OFFERED)}\n", status=406, content_type="text/plain",
+        )
+    elif media == negotiation.JSON_V1:
+        response = JsonResponse(json_body, content_type=media)
+    else:
+        response = render(request, html_template, {**context, "api_version": API_VERSION},
+                          content_type=f"{media}; charset=utf-8")
+    patch_vary_headers(response, ["Accept"])
+    return response
+
+
+def _meta() -> dict:
+    return {"api-version": API_VERSION}
+
+
+@require_safe
+@feed_readable
+def simple_index(request: HttpRequest, *, feed: Feed) -> HttpResponse:
+    """The feed's project list."""
+    projects = feed_projects(feed=feed)
+    return _negotiated(
+        request, "feeds/simple_index.html", {"feed": feed, "projects": projects},
+        {"meta": _meta(), "projects": [{"name": name} for name in projects]},
+    )
+
+
+def _file_url(feed: Feed, file: PackageFile) -> str:
+    return reverse("feeds:download", kwargs={"feed": feed.name, "filename": file.filename})
+
+
+def _file_json(feed: Feed, file: PackageFile) -> dict:
+    entry = {
+        "filename": file.filename,
+        "url": _file_url(feed, file),
+        "hashes": {"sha256": file.sha256},
+        "size": file.size,
+        "upload-time": file.uploaded_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }
+    if file.requires_python:
+        entry["requires-python"] = file.requires_python
+    return entry
+
+
+@require_safe
+@feed_readable
+def simple_project(request: HttpRequest, *, feed: Feed, project: str) -> HttpResponse:
+    """One project's files; a non-normalised name redirects (301) to the normalised URL."""
+    normalized = project_normalize(project)
+    if normalized != project:
+        return redirect("feeds:simple-project", feed=feed.name, project=normalized, permanent=True)
+    files = project_files(feed=feed, project=project)
+    if not files:
+        raise Http404(f"no project {project!r} in feed {feed.name!r}")
+    versions = list(dict.fromkeys(file.version for file in files))  # files come sorted by version
+    links = [{"file": file, "url": f"{_file_url(feed, file)}#sha256={file.sha256}"} for file in files]
+    return _negotiated(
+        request, "feeds/simple_project.html", {"feed": feed, "project": project, "links": links},
+        {"meta": _meta(), "name": project, "versions": versions, "files": [_file_json(feed, file) for file in files]},
+    )
+
+
+@require_safe
+@feed_readable
+def download(request: HttpRequest, *, feed: Feed, filename: str) -> HttpResponse:
+    """A package file, streamed, with its sha256 as ETag (304 when the client has it)."""
+    file = package_file_get(feed=feed, filename=filename)
+    if file is None:
+        raise Http404(f"no file {filename!r} in feed {feed.name!r}")
+    etag = f'"{file.sha256}"'
+    modified = file.mtime_ns // 1_000_000_000
+    validators = {"ETag": etag, "Last-Modified": http_date(modified)}
+    conditional = get_conditional_response(
+        request, etag=etag, last_modified=modified, response=HttpResponse(headers=validators),
+    )
+    if conditional.status_code != 200:  # 304 Not Modified (carrying the validators) or 412 Precondition Failed
+        return conditional
+    try:
+        path, _ = file_locate(root=feed.storage.resolve(), name=file.filename)
+        stream, status = file_open(path=path)
+    except (FileRefused, OSError) as exc:
+        logger.warning("feed %s: cannot serve %s: %s", feed.name, filename, exc)
+        raise Http404(f"file {filename!r} is not available") from None
+    if (status.st_size, status.st_mtime_ns) != (file.size, file.mtime_ns):
+        stream.close()  # changed since it was indexed: its hash (the ETag) would be wrong until reindexed
+        raise Http404(f"file {filename!r} changed since it was indexed")
+    return FileResponse(
+        stream, content_type="application/octet-stream", as_attachment=True, filename=filename, headers=validators,
+    )
