@@ -106,16 +106,19 @@ class MessengerClient:
         MessengerUnavailable (could not reach the service, or the connection was lost).
         """
         timeout = self.request_timeout if timeout is None else timeout
-        link = await self._connected()
+        link = self._link
+        if link is None or self._closed or not link.usable:
+            link = await self._connected()
         id = self._next_id(link)
-        future = link.send_request(id=id, type=type, body={} if body is None else body)
+        # The link's one lazy deadline timer fails the future with TimeoutError: no timer (or
+        # asyncio.timeout, ~5 us) per request.
+        future = link.send_request(id=id, type=type, body={} if body is None else body, timeout=timeout)
         try:
-            async with asyncio.timeout(timeout):
-                return await future
+            return await future
         except TimeoutError:
             raise RequestTimeout(f"no reply to {type} within {timeout:g} s") from None
         finally:
-            link.pending.pop(id, None)
+            link.forget(id)
 
     def subscribe(self, type: str, body: dict | None = None) -> Subscription:
         """Open a stream: `async with client.subscribe("status.subscribe") as items: async for item in items: ...`."""

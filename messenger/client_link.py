@@ -56,6 +56,10 @@ class Link(asyncio.Protocol):
         self.key_mismatch = False
         self.last_received = self._loop.time()
         self.last_sent = self.last_received
+        # Request deadlines (id -> loop time), checked by one lazy timer instead of a timer per request.
+        self._deadlines: dict[int, float] = {}
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_timer_at = 0.0
 
     @property
     def usable(self) -> bool:
@@ -64,8 +68,8 @@ class Link(asyncio.Protocol):
     # --- asyncio.Protocol ---
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # Not an isinstance(asyncio.Transport) check: uvloop's transports are not subclasses of it.
+        self._transport = transport  # type: ignore[assignment]
         transport.write(self._conn.initiate())
 
     def data_received(self, data: bytes) -> None:
@@ -81,9 +85,10 @@ class Link(asyncio.Protocol):
             reason = REJECTED if exc.reason == "rejected" else f"protocol error from the service ({exc.reason})"
             self.fail(MessengerUnavailable(reason), cause=exc)
             return
-        handshake = self._conn.data_to_send()
-        if handshake:
-            self._transport.write(handshake)  # type: ignore[union-attr]
+        if not self.ready.done():
+            handshake = self._conn.data_to_send()
+            if handshake:
+                self._transport.write(handshake)  # type: ignore[union-attr]
         self.last_received = self._loop.time()
         for event in events:
             self._handle(event)
@@ -94,15 +99,54 @@ class Link(asyncio.Protocol):
 
     # --- sending ---
 
-    def send_request(self, *, id: int, type: str, body: dict) -> asyncio.Future[dict]:
-        """Send one REQUEST; the returned future gets the REPLY body, RemoteError or MessengerUnavailable."""
+    def send_request(self, *, id: int, type: str, body: dict, timeout: float | None = None) -> asyncio.Future[dict]:
+        """Send one REQUEST; the returned future gets the REPLY body, RemoteError or MessengerUnavailable.
+
+        With a `timeout`, the future fails with TimeoutError if no reply came within it; the caller
+        calls `forget(id)` once it is done with the future.
+        """
         if not self.usable:
             raise MessengerUnavailable(self.error.reason if self.error else CONNECTION_LOST)
         frame = self._conn.send_request(id=id, type=type, body=body)  # LocalProtocolError: caller's bug
-        future: asyncio.Future[dict] = self._loop.create_future()
+        loop = self._loop
+        future: asyncio.Future[dict] = loop.create_future()
         self.pending[id] = future
-        self._write(frame)
+        now = self.last_sent = loop.time()
+        self._transport.write(frame)  # type: ignore[union-attr]
+        if timeout is not None:
+            deadline = now + timeout
+            self._deadlines[id] = deadline
+            if self._deadline_timer is None or deadline < self._deadline_timer_at:
+                self._arm_deadline_timer(deadline)
         return future
+
+    def forget(self, id: int) -> None:
+        """Drop what is kept for request `id` (its future and deadline)."""
+        self.pending.pop(id, None)
+        self._deadlines.pop(id, None)
+
+    def _arm_deadline_timer(self, when: float) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        self._deadline_timer_at = when
+        self._deadline_timer = self._loop.call_at(when, self._deadlines_passed)
+
+    def _deadlines_passed(self) -> None:
+        # Lazy timer: requests only record their deadline; this fails the overdue ones and re-arms
+        # itself for the earliest one left (most requests are answered long before it fires).
+        self._deadline_timer = None
+        now = self._loop.time()
+        earliest = None
+        for id, deadline in list(self._deadlines.items()):
+            if deadline <= now:
+                del self._deadlines[id]
+                future = self.pending.get(id)
+                if future is not None and not future.done():
+                    future.set_exception(TimeoutError())
+            elif earliest is None or deadline < earliest:
+                earliest = deadline
+        if earliest is not None:
+            self._arm_deadline_timer(earliest)
 
     def send_cancel(self, id: int) -> None:
         self.streams.pop(id, None)
@@ -157,6 +201,10 @@ class Link(asyncio.Protocol):
             return
         error.__cause__ = cause
         self.error = error
+        self._deadlines.clear()
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
         if self._transport is not None:
             self._transport.abort()
         if not self.ready.done():

@@ -85,11 +85,22 @@ def proofs_equal(a: bytes, b: bytes) -> bool:
 class Sealer:
     """Seals the frames of one direction, with the implicit counter nonce 0, 1, 2, ..."""
 
-    __slots__ = ("_aead", "_counter")
+    __slots__ = ("_aead", "_counter", "_encrypt")
 
     def __init__(self, key: bytes) -> None:
         self._aead = AESGCM(key)  # built once per direction: the per-frame path only encrypts
+        self._encrypt = self._aead.encrypt
         self._counter = 0
+
+    def seal_frame(self, plaintext: bytes) -> bytes:
+        """The whole frame: length(4) ‖ seal(aad=length(4), plaintext); the caller checks the size limit."""
+        counter = self._counter
+        if counter >= limits.NONCE_COUNTER_LIMIT:
+            raise LocalProtocolError("nonce counter exhausted: this connection must be closed")
+        header = (len(plaintext) + limits.TAG_BYTES).to_bytes(limits.LENGTH_PREFIX_BYTES, "big")
+        sealed = self._encrypt(_NONCE.pack(counter), plaintext, header)
+        self._counter = counter + 1
+        return header + sealed
 
     def seal(self, aad: bytes, plaintext: bytes) -> bytes:
         """Encrypt and authenticate plaintext (and aad); return ciphertext ‖ tag."""
@@ -104,10 +115,11 @@ class Sealer:
 class Opener:
     """Opens the frames of one direction; only the next frame in sequence opens."""
 
-    __slots__ = ("_aead", "_counter")
+    __slots__ = ("_aead", "_counter", "_decrypt")
 
     def __init__(self, key: bytes) -> None:
         self._aead = AESGCM(key)
+        self._decrypt = self._aead.decrypt
         self._counter = 0
 
     def open(self, aad: bytes, sealed: bytes) -> bytes:
@@ -116,7 +128,7 @@ class Opener:
         if counter >= limits.NONCE_COUNTER_LIMIT:
             raise RemoteProtocolError("bad-frame")
         try:
-            plaintext = self._aead.decrypt(_NONCE.pack(counter), sealed, aad)
+            plaintext = self._decrypt(_NONCE.pack(counter), sealed, aad)
         except InvalidTag:
             raise RemoteProtocolError("bad-frame") from None
         self._counter = counter + 1

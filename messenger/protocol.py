@@ -9,7 +9,9 @@ its own direction; the first violation closes the connection for good.
 import enum
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError
+from operator import itemgetter
+from typing import Any, Self
 
 from messenger import crypto
 from messenger.errors import InvalidKey, KeyMismatch, LocalProtocolError, RemoteProtocolError
@@ -24,7 +26,7 @@ from messenger.limits import (
     PROTOCOL_VERSION,
     TAG_BYTES,
 )
-from messenger.messages import Kind, decode_envelope, encode_envelope
+from messenger.messages import REQUEST_CODES, Kind, decode_envelope, encode_envelope, encode_with_body
 
 # The one uniform wire error: MAGIC then four zero bytes (version 0, which no hello carries).
 REJECT = MAGIC + bytes(4)
@@ -56,69 +58,130 @@ class _Stage(enum.Enum):
     DONE = enum.auto()
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class HandshakeComplete:
-    version: int
+class _Event(tuple):
+    """Base of the events: immutable, keyword-only, equal only to an event of the same type.
+
+    Events are tuple subclasses rather than frozen dataclasses because one is built per received frame:
+    `tuple.__new__(Request, (id, type, body))` costs a fifth of a frozen dataclass's __init__. They
+    behave like the frozen, kw_only dataclasses they replace (assignment raises FrozenInstanceError).
+    """
+
+    __slots__ = ()
+    _fields: tuple[str, ...] = ()
+
+    def __new__(cls, **fields: Any) -> Self:
+        if fields.keys() != set(cls._fields):
+            raise TypeError(f"{cls.__name__}() takes exactly the keyword arguments {', '.join(cls._fields) or 'none'}")
+        return _new_tuple(cls, [fields[name] for name in cls._fields])
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and tuple.__eq__(self, other)  # type: ignore[arg-type]
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(self)))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={value!r}" for name, value in zip(self._fields, self, strict=True))
+        return f"{type(self).__name__}({fields})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), tuple(self)))
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Request:
-    id: int
-    type: str
-    body: dict
+def _rebuild(cls: type[_Event], values: tuple[Any, ...]) -> _Event:
+    return _new_tuple(cls, values)
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Reply:
-    id: int
-    body: dict
+_new_tuple = tuple.__new__
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ErrorReply:
-    id: int
-    message: str
+class HandshakeComplete(_Event):
+    __slots__ = ()
+    _fields = ("version",)
+    version: int = property(itemgetter(0))  # type: ignore[assignment]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class StreamItem:
-    id: int
-    body: dict
+class Request(_Event):
+    __slots__ = ()
+    _fields = ("id", "type", "body")
+    id: int = property(itemgetter(0))  # type: ignore[assignment]
+    type: str = property(itemgetter(1))  # type: ignore[assignment]
+    body: dict = property(itemgetter(2))  # type: ignore[assignment]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Cancel:
-    id: int
+class Reply(_Event):
+    __slots__ = ()
+    _fields = ("id", "body")
+    id: int = property(itemgetter(0))  # type: ignore[assignment]
+    body: dict = property(itemgetter(1))  # type: ignore[assignment]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Keepalive:
-    pass
+class ErrorReply(_Event):
+    __slots__ = ()
+    _fields = ("id", "message")
+    id: int = property(itemgetter(0))  # type: ignore[assignment]
+    message: str = property(itemgetter(1))  # type: ignore[assignment]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class KeepaliveAck:
-    pass
+class StreamItem(_Event):
+    __slots__ = ()
+    _fields = ("id", "body")
+    id: int = property(itemgetter(0))  # type: ignore[assignment]
+    body: dict = property(itemgetter(1))  # type: ignore[assignment]
+
+
+class Cancel(_Event):
+    __slots__ = ()
+    _fields = ("id",)
+    id: int = property(itemgetter(0))  # type: ignore[assignment]
+
+
+class Keepalive(_Event):
+    __slots__ = ()
+
+
+class KeepaliveAck(_Event):
+    __slots__ = ()
 
 
 Event = HandshakeComplete | Request | Reply | ErrorReply | StreamItem | Cancel | Keepalive | KeepaliveAck
 
-# How a received envelope (kind, id, type, body) becomes an event.
-_EVENT_BUILDERS: dict[Kind, Callable[[int, str | None, dict | None], Event]] = {
-    Kind.REQUEST: lambda id, type, body: Request(id=id, type=type, body=body),
-    Kind.REPLY: lambda id, type, body: Reply(id=id, body=body),
-    Kind.ERROR: lambda id, type, body: ErrorReply(id=id, message=body["error"]),
-    Kind.STREAM: lambda id, type, body: StreamItem(id=id, body=body),
-    Kind.CANCEL: lambda id, type, body: Cancel(id=id),
-    Kind.KEEPALIVE: lambda id, type, body: Keepalive(),
-    Kind.KEEPALIVE_ACK: lambda id, type, body: KeepaliveAck(),
-}
+_KEEPALIVE = Keepalive()
+_KEEPALIVE_ACK = KeepaliveAck()
 _BOTH_WAYS = frozenset({Kind.CANCEL, Kind.KEEPALIVE, Kind.KEEPALIVE_ACK})
 # What each role may send; a role receives exactly what its peer may send.
 _SENDS = {
     Role.CLIENT: _BOTH_WAYS | {Kind.REQUEST},
     Role.SERVER: _BOTH_WAYS | {Kind.REPLY, Kind.ERROR, Kind.STREAM},
 }
+
+
+def _frame_length(header: bytes) -> int:
+    """The sealed length in a 4-byte frame header; RemoteProtocolError unless it is within the limits."""
+    length = int.from_bytes(header, "big")
+    if not MIN_SEALED_BYTES <= length <= MAX_FRAME_BYTES:
+        # REJECT read as a length is ~1.35e9, far above the cap: it can never be a frame header.
+        raise RemoteProtocolError("rejected" if header == MAGIC else "frame-size")
+    return length
+
+
+_REQUEST, _REPLY, _ERROR, _STREAM, _CANCEL, _KEEPALIVE_KIND = (
+    Kind.REQUEST,
+    Kind.REPLY,
+    Kind.ERROR,
+    Kind.STREAM,
+    Kind.CANCEL,
+    Kind.KEEPALIVE,
+)
 
 
 class Connection:
@@ -136,7 +199,7 @@ class Connection:
         self._outgoing = bytearray()  # handshake bytes for data_to_send()
         self._sends = _SENDS[role]
         peer_sends = _SENDS[Role.SERVER if role is Role.CLIENT else Role.CLIENT]
-        self._event_builders = {kind: _EVENT_BUILDERS[kind] for kind in peer_sends}
+        self._receives = peer_sends
         self._client_hello = b""  # client: kept for the transcript
         self._session_keys: crypto.SessionKeys | None = None  # server: between ServerHello and ClientFinish
         self._expected_client_proof = b""
@@ -180,17 +243,53 @@ class Connection:
         Raises RemoteProtocolError (KeyMismatch on a client whose server proved another key); the
         connection is then CLOSED and every later call raises again.
         """
-        # Fast path, the common case: open (an opener exists), nothing buffered, `data` is one whole frame.
-        if self._opener is not None and not self._buffer:
-            header = data[:LENGTH_PREFIX_BYTES]
-            length = int.from_bytes(header, "big")
-            if length == len(data) - LENGTH_PREFIX_BYTES and MIN_SEALED_BYTES <= length <= MAX_FRAME_BYTES:
-                try:
-                    return [self._open_frame(header, data[LENGTH_PREFIX_BYTES:])]
-                except RemoteProtocolError as exc:
-                    self._fail(exc)
-                    raise
-        return self._receive_buffered(data)
+        if self._opener is None:  # handshaking, or closed
+            return self._receive_buffered(data)
+        buffer = self._buffer
+        if buffer:
+            # A frame is in progress: collect bytes (amortised O(1)) until it is complete, then parse
+            # one immutable copy, so a trickle of bytes costs O(n) in all.
+            buffer += data
+            available = len(buffer)
+            if available < LENGTH_PREFIX_BYTES:
+                return []
+            try:
+                length = _frame_length(buffer[:LENGTH_PREFIX_BYTES])
+            except RemoteProtocolError as exc:
+                self._fail(exc)
+                raise
+            if available < LENGTH_PREFIX_BYTES + length:
+                return []
+            data = bytes(buffer)
+            buffer.clear()
+        elif type(data) is not bytes:
+            data = bytes(data)  # we keep views of it: it must not change under us
+        try:
+            return self._receive_frames(data)
+        except RemoteProtocolError as exc:
+            self._fail(exc)
+            raise
+
+    def _receive_frames(self, data: bytes) -> list[Event]:
+        """Open the whole frames at the start of `data` (nothing buffered); buffer the rest."""
+        size = len(data)
+        length = int.from_bytes(data[:LENGTH_PREFIX_BYTES], "big")
+        if length == size - LENGTH_PREFIX_BYTES and MIN_SEALED_BYTES <= length <= MAX_FRAME_BYTES:
+            # The common case: exactly one whole frame.
+            return [self._open_frame(data[:LENGTH_PREFIX_BYTES], data[LENGTH_PREFIX_BYTES:])]
+        view = memoryview(data)  # frames are sliced without copying
+        events: list[Event] = []
+        pos = 0
+        while size - pos >= LENGTH_PREFIX_BYTES:
+            body_start = pos + LENGTH_PREFIX_BYTES
+            end = body_start + _frame_length(data[pos:body_start])
+            if end > size:
+                break
+            events.append(self._open_frame(view[pos:body_start], view[body_start:end]))
+            pos = end
+        if pos < size:
+            self._buffer += view[pos:]
+        return events
 
     def _receive_buffered(self, data: bytes) -> list[Event]:
         if self.state is State.CLOSED:
@@ -227,20 +326,24 @@ class Connection:
         """Check the length prefix at `pos` as soon as it is there; return the frame's end once it is all there."""
         if len(buffer) - pos < LENGTH_PREFIX_BYTES:
             return None
-        header = buffer[pos : pos + LENGTH_PREFIX_BYTES]
-        length = int.from_bytes(header, "big")
-        if not MIN_SEALED_BYTES <= length <= MAX_FRAME_BYTES:
-            # REJECT read as a length is ~1.35e9, far above the cap: it can never be a frame header.
-            raise RemoteProtocolError("rejected" if header == MAGIC else "frame-size")
-        end = pos + LENGTH_PREFIX_BYTES + length
+        end = pos + LENGTH_PREFIX_BYTES + _frame_length(buffer[pos : pos + LENGTH_PREFIX_BYTES])
         return end if end <= len(buffer) else None
 
     def _open_frame(self, header: bytes, sealed: bytes) -> Event:
         kind, id, type, body = decode_envelope(self._opener.open(header, sealed))  # type: ignore[union-attr]
-        build = self._event_builders.get(kind)
-        if build is None:  # a kind only our own role sends
+        if kind not in self._receives:  # a kind only our own role sends
             raise RemoteProtocolError("bad-message")
-        return build(id, type, body)
+        if kind is _REPLY:
+            return _new_tuple(Reply, (id, body))
+        if kind is _STREAM:
+            return _new_tuple(StreamItem, (id, body))
+        if kind is _REQUEST:
+            return _new_tuple(Request, (id, type, body))
+        if kind is _ERROR:
+            return _new_tuple(ErrorReply, (id, body["error"]))  # type: ignore[index]
+        if kind is _CANCEL:
+            return _new_tuple(Cancel, (id,))
+        return _KEEPALIVE if kind is _KEEPALIVE_KIND else _KEEPALIVE_ACK
 
     def _receive_handshake(self, buffer: bytearray, pos: int, events: list[Event]) -> int | None:
         """Consume one handshake message at `pos` if it is all there; return where it ends."""
@@ -329,17 +432,27 @@ class Connection:
 
     # --- sending ---
 
+    # The body-carrying sends take a fast path when the connection is open and the role may send the
+    # kind; otherwise they go through _send, which raises the right LocalProtocolError.
+
     def send_request(self, *, id: int, type: str, body: dict) -> bytes:
-        return self._send(Kind.REQUEST, id, type, body)
+        code = REQUEST_CODES.get(type)
+        if code is None or self._sealer is None or self._role is not Role.CLIENT:
+            return self._send(Kind.REQUEST, id, type, body)
+        return self._seal(_REQUEST, encode_with_body(_REQUEST, id, code, body))
 
     def send_reply(self, *, id: int, body: dict) -> bytes:
-        return self._send(Kind.REPLY, id, None, body)
+        if self._sealer is None or self._role is not Role.SERVER:
+            return self._send(Kind.REPLY, id, None, body)
+        return self._seal(_REPLY, encode_with_body(_REPLY, id, 0, body))
 
     def send_error(self, *, id: int, message: str) -> bytes:
         return self._send(Kind.ERROR, id, None, {"error": message})
 
     def send_stream(self, *, id: int, body: dict) -> bytes:
-        return self._send(Kind.STREAM, id, None, body)
+        if self._sealer is None or self._role is not Role.SERVER:
+            return self._send(Kind.STREAM, id, None, body)
+        return self._seal(_STREAM, encode_with_body(_STREAM, id, 0, body))
 
     def send_cancel(self, *, id: int) -> bytes:
         return self._send(Kind.CANCEL, id, None, None)
@@ -351,18 +464,17 @@ class Connection:
         return self._send(Kind.KEEPALIVE_ACK, 0, None, None)
 
     def _send(self, kind: Kind, id: int, type: str | None, body: dict | None) -> bytes:
-        sealer = self._sealer  # exists exactly while OPEN
-        if sealer is None:
+        if self._sealer is None:  # it exists exactly while OPEN
             raise LocalProtocolError(f"cannot send {kind.name}: the connection is {self.state.value}")
         if kind not in self._sends:
             raise LocalProtocolError(f"a {self._role.value} does not send {kind.name}")
-        envelope = encode_envelope(kind, id, type, body)
-        length = len(envelope) + TAG_BYTES
-        if length > MAX_FRAME_BYTES:
-            raise LocalProtocolError(f"{kind.name} of {length} bytes exceeds MAX_FRAME_BYTES")
-        header = length.to_bytes(LENGTH_PREFIX_BYTES, "big")
+        return self._seal(kind, encode_envelope(kind, id, type, body))
+
+    def _seal(self, kind: Kind, envelope: bytes) -> bytes:
+        if len(envelope) + TAG_BYTES > MAX_FRAME_BYTES:
+            raise LocalProtocolError(f"{kind.name} of {len(envelope) + TAG_BYTES} bytes exceeds MAX_FRAME_BYTES")
         try:
-            return header + sealer.seal(header, envelope)
+            return self._sealer.seal_frame(envelope)  # type: ignore[union-attr]
         except LocalProtocolError:  # nonce counter exhausted: this connection is done
             self._close()
             raise

@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from types import CoroutineType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from messenger.allowlist import ip_allowed
 from messenger.errors import LocalProtocolError, RemoteProtocolError
@@ -22,11 +21,12 @@ from messenger.protocol import (
     Connection,
     HandshakeComplete,
     Keepalive,
-    KeepaliveAck,
     Request,
     Role,
     State,
 )
+
+_OPEN = State.OPEN
 
 if TYPE_CHECKING:
     from messenger.server import MessengerServer
@@ -35,18 +35,29 @@ logger = logging.getLogger(__name__)
 
 # An ERROR reply carries at most this much of a handler's exception: enough to say what went wrong.
 MAX_ERROR_MESSAGE_CHARS = 200
+# Frames queued by a stream pump (or by one data_received) are written together at the end of the loop
+# tick, or as soon as this many bytes are queued: one transport write per batch, not per frame, while
+# the batch stays well below the transport's high-water mark (64 KiB), so flow control still bites early.
+WRITE_BATCH_BYTES = 16 * 1024
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RequestContext:
-    """What a handler may want to know about the request besides its body."""
+class RequestContext(NamedTuple):
+    """What a handler may want to know about the request besides its body (immutable).
+
+    A NamedTuple rather than a frozen dataclass: one is built per request, and `tuple.__new__` is
+    cheaper than a frozen dataclass's __init__.
+    """
 
     peer: str  # "10.0.0.5:41234", "[::1]:41234" or "unix"
     id: int
     type: str
 
 
-Handler = Callable[[dict, RequestContext], Awaitable[dict]]
+_new_tuple = tuple.__new__
+
+
+# A plain function returning a dict is answered inline (fastest); a coroutine function runs in a Task.
+Handler = Callable[[dict, RequestContext], dict | Awaitable[dict]]
 StreamHandler = Callable[[dict, RequestContext], AsyncIterator[dict]]
 
 
@@ -99,12 +110,14 @@ class ServerConnection(asyncio.Protocol):
         self._idle_deadline = 0.0
         self._last_frame = 0.0
         self._drained: asyncio.Future[None] | None = None  # set while the transport's buffer is full
+        self._out: list[bytes] | None = None  # frames queued for one write (see WRITE_BATCH_BYTES), in order
+        self._out_bytes = 0
 
     # --- asyncio.Protocol ---
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # Not an isinstance(asyncio.Transport) check: uvloop's transports are not subclasses of it.
+        self._transport = transport  # type: ignore[assignment]
         server, stats = self._server, self._stats
         stats.connections_total += 1
         peername = transport.get_extra_info("peername")
@@ -131,6 +144,7 @@ class ServerConnection(asyncio.Protocol):
             else:
                 logger.debug("messenger: %s connected and left without a word", self.peer)
         self._closing = True
+        self._out = None
         self._cancel_timers()
         for task in list(self._tasks):
             task.cancel()
@@ -146,24 +160,38 @@ class ServerConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        self._stats.bytes_in += len(data)
-        self._bytes_in += len(data)
+        size = len(data)
+        self._stats.bytes_in += size
+        self._bytes_in += size
         conn = self._conn
+        was_open = conn.state is _OPEN
         try:
             events = conn.receive_data(data)
         except RemoteProtocolError as exc:
             self._reject(exc.reason)
             return
-        handshake = conn.data_to_send()
-        if handshake:
-            self._write(handshake)
+        if not was_open:
+            handshake = conn.data_to_send()
+            if handshake:
+                self._write(handshake)
         if events:
             self._last_frame = self._loop.time()
-            for event in events:
-                self._handle(event)
-                if self._closing:
-                    return
-        if conn.state is State.OPEN:
+            if len(events) == 1:
+                self._handle(events[0])
+            else:
+                batching = self._out is None
+                if batching:  # the replies to these requests leave in one write
+                    self._out = []
+                    self._out_bytes = 0
+                for event in events:
+                    self._handle(event)
+                    if self._closing:
+                        return
+                if batching:
+                    self._flush()
+            if self._closing:
+                return
+        if (self._frame_timer is not None or conn.has_partial_data) and conn.state is _OPEN:
             self._watch_partial_frame(bool(events))
 
     def pause_writing(self) -> None:
@@ -185,7 +213,10 @@ class ServerConnection(asyncio.Protocol):
         if self._closing:
             return
         logger.info("messenger: closing connection from %s: %s", self.peer, why)
+        if not abort:
+            self._flush()
         self._closing = True
+        self._out = None
         self._cancel_timers()
         if abort:
             self._transport.abort()  # type: ignore[union-attr]
@@ -196,14 +227,12 @@ class ServerConnection(asyncio.Protocol):
 
     def _handle(self, event: object) -> None:
         kind = type(event)
+        self._stats.frames_in += kind is not HandshakeComplete
         if kind is Request:
-            self._stats.frames_in += 1
             self._on_request(event)  # type: ignore[arg-type]
         elif kind is Keepalive:
-            self._stats.frames_in += 1
             self._send(self._conn.send_keepalive_ack())
         elif kind is Cancel:
-            self._stats.frames_in += 1
             task = self._streams.pop(event.id, None)  # type: ignore[attr-defined]
             if task is not None:
                 task.cancel()
@@ -214,8 +243,6 @@ class ServerConnection(asyncio.Protocol):
                 self._handshake_timer = None
             self._idle_deadline = self._last_frame + self._limits.idle_timeout
             self._idle_timer = self._loop.call_at(self._idle_deadline, self._idle_check)
-        elif kind is KeepaliveAck:
-            self._stats.frames_in += 1
 
     def _on_request(self, request: Request) -> None:
         stream_handler = self._server.stream_handlers.get(request.type)
@@ -226,17 +253,13 @@ class ServerConnection(asyncio.Protocol):
         if handler is None:
             self._send_error(request.id, "not supported")
             return
-        context = RequestContext(peer=self.peer, id=request.id, type=request.type)
+        context = _new_tuple(RequestContext, (self.peer, request.id, request.type))
         try:
             result = handler(request.body, context)
-            if type(result) is CoroutineType:
-                # Fast path: most handlers (ping, nudges) finish without suspending; answer inline.
-                try:
-                    suspended_on = result.send(None)
-                except StopIteration as done:
-                    self._send_reply(request, done.value)
-                    return
-                self._spawn(self._reply_later(request, _Resumed(result, suspended_on)))
+            if type(result) is dict:
+                # A plain-function handler (ping) is answered inline, with no task at all. A coroutine
+                # always runs in its own Task, so context variables and asyncio.current_task() hold.
+                self._send_reply(request, result)
             else:
                 self._spawn(self._reply_later(request, result))
         except Exception as exc:  # noqa: BLE001 - any handler failure becomes an ERROR reply
@@ -264,12 +287,29 @@ class ServerConnection(asyncio.Protocol):
         self._streams[request.id] = self._spawn(self._pump(request, items))
 
     async def _pump(self, request: Request, items: AsyncIterator[dict]) -> None:
-        """Send one STREAM frame per item until CANCEL, disconnect, or the end (then CANCEL from us)."""
+        """Send one STREAM frame per item until CANCEL, disconnect, or the end (then CANCEL from us).
+
+        Frames are queued and written in batches (see WRITE_BATCH_BYTES); a batch is written at the
+        latest when this task yields to the loop, so a slow item source never holds frames back.
+        """
+        send_stream, id, stats = self._conn.send_stream, request.id, self._stats
         try:
             async for item in items:
                 if self._closing:
                     return
-                self._send(self._conn.send_stream(id=request.id, body=item))
+                frame = send_stream(id=id, body=item)
+                stats.frames_out += 1
+                stats.bytes_out += len(frame)
+                out = self._out
+                if out is None:
+                    self._out = [frame]
+                    self._out_bytes = len(frame)
+                    self._loop.call_soon(self._flush)
+                else:
+                    out.append(frame)
+                    self._out_bytes += len(frame)
+                    if self._out_bytes >= WRITE_BATCH_BYTES:
+                        self._flush()
                 if self._drained is not None:
                     await self._drained
             if not self._closing:
@@ -317,7 +357,25 @@ class ServerConnection(asyncio.Protocol):
 
     def _write(self, data: bytes) -> None:
         self._stats.bytes_out += len(data)
-        self._transport.write(data)  # type: ignore[union-attr]
+        out = self._out
+        if out is None:
+            self._transport.write(data)  # type: ignore[union-attr]
+        else:  # frames are queued: this one goes after them (the peer opens frames in sealing order)
+            out.append(data)
+            self._out_bytes += len(data)
+
+    def _flush(self) -> None:
+        """Write the queued frames (if the connection is still up) in one transport write."""
+        out = self._out
+        if out is None:
+            return
+        self._out = None
+        if self._closing or not out:
+            return
+        if len(out) == 1:
+            self._transport.write(out[0])  # type: ignore[union-attr]
+        else:
+            self._transport.write(b"".join(out))  # type: ignore[union-attr]
 
     # --- deadlines and rejects ---
 
@@ -354,6 +412,7 @@ class ServerConnection(asyncio.Protocol):
     def _reject(self, reason: str) -> None:
         """The one answer to every failure: REJECT on the wire, the reason in the log and counters."""
         self._count_reject(reason)
+        self._flush()
         self._write(self._conn.reject())
         self._closing = True
         self._cancel_timers()
@@ -374,36 +433,3 @@ class ServerConnection(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
         self._handshake_timer = self._frame_timer = self._idle_timer = None
-
-
-class _Resumed:
-    """Awaitable that finishes a coroutine the fast path already started and which then suspended.
-
-    It hands what the coroutine yielded (a future, or None) to the driving Task unchanged, and
-    passes values and exceptions (cancellation) back in: what `await coro` would have done.
-    """
-
-    __slots__ = ("_coro", "_first")
-
-    def __init__(self, coro: Coroutine[Any, Any, dict], first: Any) -> None:
-        self._coro = coro
-        self._first = first
-
-    def __await__(self) -> Generator[Any, Any, dict]:
-        coro, value = self._coro, self._first
-        while True:
-            try:
-                sent = yield value
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:  # noqa: BLE001 - forwarded into the coroutine, e.g. CancelledError
-                try:
-                    value = coro.throw(exc)
-                except StopIteration as done:
-                    return done.value
-            else:
-                try:
-                    value = coro.send(sent)
-                except StopIteration as done:
-                    return done.value

@@ -394,3 +394,48 @@ def test_call_from_sync_code(tmp_path: Path) -> None:
         loop.close()
     with pytest.raises(MessengerUnavailable, match="not running"):
         call(endpoint=endpoint, key=KEY, run_dir=tmp_path, type="ping", timeout=2)
+
+
+def test_request_deadlines_of_different_lengths(transport: str, tmp_path: Path) -> None:
+    async def slow(body: dict, context: RequestContext) -> dict:
+        await asyncio.sleep(body["sleep"])
+        return {"slept": body["sleep"]}
+
+    async def main() -> None:
+        handlers = {"ping": ping, "status.snapshot": slow}
+        async with serving(bind_endpoint(transport), tmp_path, handlers=handlers) as (_server, endpoint):
+            client = client_for(endpoint, tmp_path)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            results = await asyncio.gather(
+                client.request("status.snapshot", {"sleep": 5}, timeout=1.0),
+                client.request("status.snapshot", {"sleep": 5}, timeout=0.2),  # armed later, due earlier
+                client.request("status.snapshot", {"sleep": 0.05}, timeout=2.0),
+                return_exceptions=True,
+            )
+            elapsed = loop.time() - started
+            assert isinstance(results[0], RequestTimeout) and "within 1 s" in str(results[0])
+            assert isinstance(results[1], RequestTimeout) and "within 0.2 s" in str(results[1])
+            assert results[2] == {"slept": 0.05}
+            assert 0.9 < elapsed < 3.0
+            link = client._link
+            assert link is not None and not link.pending and not link._deadlines  # nothing left behind
+            assert (await client.request("ping"))["pong"]
+            await client.close()
+
+    run(main())
+
+
+def test_runs_on_uvloop(tmp_path: Path) -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        async with serving(parse_endpoint("pipe://u"), tmp_path) as (_server, endpoint):
+            client = client_for(endpoint, tmp_path)
+            assert (await client.request("ping"))["pong"]
+            async with asyncio.timeout(5):
+                with pytest.raises(RequestTimeout):
+                    await client.request("ping", timeout=0)
+            await client.close()
+
+    uvloop.run(asyncio.wait_for(main(), TEST_DEADLINE))

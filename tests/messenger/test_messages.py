@@ -1,5 +1,7 @@
 """Tests for messenger.messages: the allowlist, and the envelope codec's round trips and refusals."""
 
+import dataclasses
+import datetime
 import struct
 
 import pytest
@@ -86,6 +88,12 @@ def test_encode_misuse_is_local_error(kind, id, type, body):
         encode_envelope(kind, id, type, body)
 
 
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
 def _header(kind: int, id: int = 1, code: int = 0) -> bytes:
     return struct.pack(">BIB", kind, id, code)
 
@@ -124,3 +132,60 @@ def test_malformed_envelopes_are_bad_message(data):
     with pytest.raises(RemoteProtocolError) as info:
         decode_envelope(data)
     assert info.value.reason == "bad-message"
+
+
+# --- the orjson codec keeps the stdlib codec's contract ---
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_encode_refuses_non_finite_floats_even_beside_nulls(value):
+    # orjson writes NaN/Infinity as null; the codec must still refuse them (also next to real nulls).
+    with pytest.raises(LocalProtocolError):
+        encode_envelope(Kind.REPLY, 1, None, {"a": None, "b": [value]})
+
+
+def test_nulls_and_the_string_null_still_encode():
+    body = {"a": None, "b": "null", "c": [None]}
+    assert decode_envelope(encode_envelope(Kind.REPLY, 1, None, body))[3] == body
+
+
+@pytest.mark.parametrize("value", [2**64, 2**64 - 1, -(2**63) - 1, -(2**63), 10**40, -(10**40)])
+def test_integers_beyond_64_bits_round_trip_exactly(value):
+    data = encode_envelope(Kind.REPLY, 1, None, {"n": value, "m": [value]})
+    body = decode_envelope(data)[3]
+    assert body == {"n": value, "m": [value]} and type(body["n"]) is int
+
+
+def test_non_string_keys_are_written_as_strings_like_the_stdlib():
+    assert encode_envelope(Kind.REPLY, 1, None, {1: "a"})[6:] == b'{"1":"a"}'
+
+
+def test_non_ascii_is_raw_utf8_and_decodes_either_way():
+    assert encode_envelope(Kind.REPLY, 1, None, {"a": "é"})[6:] == '{"a":"é"}'.encode()
+    assert decode_envelope(_header(2) + b'{"a":"\\u00e9"}')[3] == {"a": "é"}  # what the stdlib codec wrote
+
+
+@pytest.mark.parametrize("value", [datetime.datetime(2024, 1, 1), Point(1, 2), b"bytes", {1, 2}])
+def test_encode_still_refuses_what_is_not_json(value):
+    with pytest.raises(LocalProtocolError):
+        encode_envelope(Kind.REPLY, 1, None, {"x": value})
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _header(2) + b'{"a":1e400}',  # Infinity spelled as a number
+        _header(2) + b'{"a":Infinity}',
+        _header(2) + b'{"a":-Infinity}',
+        _header(2) + b'{"a":1}\n',  # trailing whitespace is trailing data
+        _header(2) + b' {"a":1}',
+        _header(2) + b"[1]",
+        _header(2) + b'"{}"',
+        _header(2) + b'{"a":' + b"[" * 2000 + b"]" * 2000 + b"}",  # deep nesting
+        _header(2) + b'{"a":1' + b"1" * 30 + b",}",  # broken JSON with a long digit run
+    ],
+)
+def test_decode_refuses_more_non_json(data):
+    with pytest.raises(RemoteProtocolError) as failed:
+        decode_envelope(data)
+    assert failed.value.reason == "bad-message"

@@ -576,3 +576,44 @@ def test_errors_are_sticky():
         server.receive_data(b"anything")
     with pytest.raises(LocalProtocolError):
         server.send_keepalive()
+
+
+# --- events: immutable value objects, equal only to the same type ---
+
+
+def test_events_compare_by_type_and_fields():
+    assert Keepalive() == Keepalive() and Keepalive() != KeepaliveAck()
+    assert Reply(id=1, body={}) != StreamItem(id=1, body={})
+    assert Cancel(id=1) != (1,) and Cancel(id=1) == Cancel(id=1) and Cancel(id=1) != Cancel(id=2)
+    assert repr(Request(id=1, type="ping", body={"a": 1})) == "Request(id=1, type='ping', body={'a': 1})"
+    assert hash(Cancel(id=3)) == hash(Cancel(id=3))
+
+
+def test_event_fields_are_exactly_the_keywords():
+    with pytest.raises(TypeError):
+        Reply(id=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Reply(id=1, body={}, extra=2)  # type: ignore[call-arg]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del Cancel(id=1).id  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Keepalive().anything = 1  # type: ignore[attr-defined]
+
+
+def test_events_pickle():
+    import pickle
+
+    for event in (Request(id=1, type="ping", body={"a": [1]}), Keepalive(), ErrorReply(id=2, message="x")):
+        assert pickle.loads(pickle.dumps(event)) == event
+
+
+def test_many_frames_in_one_chunk_with_a_partial_tail():
+    client, server = connect()
+    frames = [client.send_request(id=i, type="ping", body={"i": i}) for i in range(50)]
+    data = b"".join(frames)
+    cut = len(data) - 7
+    events = server.receive_data(bytearray(data[:cut]))  # a bytearray the caller may reuse
+    assert events == [Request(id=i, type="ping", body={"i": i}) for i in range(49)]
+    assert server.has_partial_data
+    assert server.receive_data(data[cut:]) == [Request(id=49, type="ping", body={"i": 49})]
+    assert not server.has_partial_data

@@ -6,6 +6,7 @@ Each attack test ends by proving a legitimate client still gets its ping answere
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import random
 import socket
@@ -190,6 +191,31 @@ def test_concurrent_requests_on_one_connection(transport: str, tmp_path: Path) -
             assert [r["n"] for r in replies] == list(range(100))
             assert len({r["id"] for r in replies}) == 100
             assert h.server.stats.connections_total == 1
+            await client.close()
+
+    run(main())
+
+
+def test_plain_and_coroutine_handlers_with_context_state_on_one_connection(transport: str, tmp_path: Path) -> None:
+    """A coroutine handler runs in its own Task: context variables it sets (as asgiref's sync_to_async
+    does) do not leak into the next request, and asyncio.current_task() is there for asyncio.timeout()."""
+    depth: contextvars.ContextVar[int] = contextvars.ContextVar("depth", default=0)
+
+    async def nudge(body: dict, context: RequestContext) -> dict:
+        seen = depth.get()
+        depth.set(seen + 1)
+        async with asyncio.timeout(1):
+            await asyncio.sleep(0)
+        return {"seen": seen}
+
+    def plain(body: dict, context: RequestContext) -> dict:
+        return {"plain": True}
+
+    async def main() -> None:
+        async with serving(transport, tmp_path, handlers={"ping": plain, "trigger.nudge": nudge}) as h:
+            client = h.client()
+            assert [(await client.request("trigger.nudge", {}))["seen"] for _ in range(3)] == [0, 0, 0]
+            assert await client.request("ping", {}) == {"plain": True}
             await client.close()
 
     run(main())
@@ -697,3 +723,54 @@ def test_close_fails_handlers_in_flight_and_closes_connections(transport: str, t
             assert h.server.stats.connections_open == 0
 
     run(main())
+
+
+# --- write batching ---
+
+
+def test_stream_frames_are_batched_in_order_and_a_slow_source_is_not_held_back(transport: str, tmp_path: Path) -> None:
+    async def burst(body: dict, context: RequestContext) -> AsyncIterator[dict]:
+        for n in range(2000):  # never suspends: frames are queued and written in batches
+            yield {"n": n, "pad": "x" * 100}
+        await asyncio.sleep(0.05)
+        yield {"n": "late"}  # alone after a pause: written at the end of the tick, not held for a batch
+        await asyncio.sleep(30)
+
+    async def main() -> None:
+        async with serving(transport, tmp_path, stream_handlers={"status.subscribe": burst}) as h:
+            client = h.client()
+            received = []
+            async with client.subscribe("status.subscribe") as items:
+                async for item in items:
+                    received.append(item["n"])
+                    if item["n"] == "late":
+                        break
+            assert received == [*range(2000), "late"]
+            assert (await client.request("ping"))["pong"]  # replies interleave with stream frames correctly
+            await client.close()
+
+    run(main())
+
+
+def test_pipelined_requests_get_all_replies(transport: str, tmp_path: Path) -> None:
+    async def main() -> None:
+        async with serving(transport, tmp_path) as h:
+            peer = await handshake(h)
+            peer.writer.write(b"".join(peer.conn.send_request(id=i, type="ping", body={"i": i}) for i in range(1, 21)))
+            replies = []
+            while len(replies) < 20:
+                replies += peer.conn.receive_data(await peer.read_frame())
+            assert [(r.id, r.body["echo"]["i"]) for r in replies] == [(i, i) for i in range(1, 21)]
+            assert h.server.stats.frames_in == 20 and h.server.stats.frames_out == 20
+
+    run(main())
+
+
+def test_runs_on_uvloop(tmp_path: Path) -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        async with serving("pipe", tmp_path) as h:
+            await h.assert_ping_works()
+
+    uvloop.run(asyncio.wait_for(main(), TEST_DEADLINE))
