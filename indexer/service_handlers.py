@@ -51,7 +51,7 @@ class ServiceHandlers:
     def streams(self) -> dict:
         return {"status.subscribe": self.status_subscribe}
 
-    async def ping(self, body: dict, ctx: RequestContext) -> dict:
+    def ping(self, body: dict, ctx: RequestContext) -> dict:
         info = self.node.info()
         return {key: info[key] for key in ("node", "version", "uptime", "fingerprint")}
 

@@ -14,4 +14,3 @@ os.environ["PROGET_DATA_DIR"] = tempfile.mkdtemp(prefix="proget-test-data-")
 from proget_web.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests only
-
