@@ -1,3 +1,8 @@
 """URLs of the Service Status page."""
+from django.urls import path
 
-urlpatterns: list = []
+from proget_web.status import views
+
+urlpatterns = [
+    path("administration/service", views.service_status, name="service-status"),
+]

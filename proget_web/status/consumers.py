@@ -1,0 +1,182 @@
+"""The Service Status page's WebSocket: one viewer of this process's ServiceLink, and the viewer's actions.
+
+Guarantees: only users with view_service_status get in (others are closed with CLOSE_FORBIDDEN); only those
+with control_service can run, pause, resume or restart; any malformed message gets an error reply, never an
+exception; replies to actions go to the viewer who asked, nobody else.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from messenger.errors import MessengerError, MessengerUnavailable, RemoteError
+from proget_web.status.link import STATUS_GROUP, ServiceLink, service_link
+
+logger = logging.getLogger(__name__)
+
+VIEW_PERMISSION = "administration.view_service_status"
+CONTROL_PERMISSION = "administration.control_service"
+
+# WebSocket close code for "not signed in or no permission" (4000-4999 are the application's; 403 echoes HTTP).
+CLOSE_FORBIDDEN = 4403
+# A client message is a small JSON object; anything bigger is refused before parsing.
+MAX_MESSAGE_BYTES = 4096
+# Runner names are short display names ("Feed Indexing"); a longer one is a malformed message.
+MAX_RUNNER_NAME = 200
+
+# Client -> server actions and the service request each one sends (None: handled by the link itself).
+RUNNER_ACTIONS = {"run": "runner.run", "pause": "runner.pause", "resume": "runner.resume"}
+RESTART = "restart"
+RECONNECT = "reconnect"
+CONTROL_ACTIONS = frozenset({*RUNNER_ACTIONS, RESTART})
+ACTIONS = frozenset({*CONTROL_ACTIONS, RECONNECT})
+
+# Server -> browser message types.
+MSG_SNAPSHOT = "snapshot"  # {"snapshot": {...} | None, "link": {...}, "canControl": bool}
+MSG_EVENTS = "events"  # {"events": [...], "dropped": n}
+MSG_LINK = "link"  # {"link": {...}}
+MSG_REPLY = "reply"  # {"action", "runner"?, "id"?, "result": {...}}
+MSG_ERROR = "error"  # {"action"?, "runner"?, "id"?, "message": "..."}
+
+
+@database_sync_to_async
+def _user_permissions(user: Any) -> tuple[bool, bool]:
+    """(may view, may control) for the scope's user; anonymous and inactive users may do neither."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return False, False
+    return user.has_perm(VIEW_PERMISSION), user.has_perm(CONTROL_PERMISSION)
+
+
+class ActionError(ValueError):
+    """A client message that is not a valid action; the text goes back to the viewer."""
+
+
+def parse_action(content: Any) -> dict[str, Any]:
+    """Check a client message strictly: {"action": A, "runner"?: NAME, "id"?: int}; raise ActionError."""
+    if not isinstance(content, dict):
+        raise ActionError("a message must be a JSON object")
+    action = content.get("action")
+    if not isinstance(action, str) or action not in ACTIONS:
+        raise ActionError(f"'action' must be one of: {', '.join(sorted(ACTIONS))}")
+    allowed = {"action", "id", "runner"} if action in RUNNER_ACTIONS else {"action", "id"}
+    unknown = set(content) - allowed
+    if unknown:
+        raise ActionError(f"unexpected field(s) for {action}: {', '.join(sorted(map(str, unknown)))}")
+    request_id = content.get("id")
+    if "id" in content and (not isinstance(request_id, int) or isinstance(request_id, bool)):
+        raise ActionError("'id' must be a whole number")
+    if action in RUNNER_ACTIONS:
+        runner = content.get("runner")
+        if not isinstance(runner, str) or not runner.strip() or len(runner) > MAX_RUNNER_NAME:
+            raise ActionError(f"'runner' must be a runner name (1-{MAX_RUNNER_NAME} characters)")
+    return dict(content)
+
+
+class ServiceStatusConsumer(AsyncJsonWebsocketConsumer):
+    """ws/administration/service: live snapshot, events and link state; run/pause/resume/restart/reconnect."""
+
+    link: ServiceLink | None = None
+    can_control = False
+
+    async def connect(self) -> None:
+        can_view, can_control = await _user_permissions(self.scope.get("user"))
+        await self.accept()
+        if not can_view:
+            await self.close(code=CLOSE_FORBIDDEN)  # accepted first so the page can tell why and stop retrying
+            return
+        self.can_control = can_control
+        await self.channel_layer.group_add(STATUS_GROUP, self.channel_name)
+        self.link = service_link()
+        self.link.join()
+        await self.send_json({"type": MSG_SNAPSHOT, **self.link.view(), "canControl": can_control})
+
+    async def disconnect(self, code: int) -> None:
+        link, self.link = self.link, None
+        if link is not None:
+            await self.channel_layer.group_discard(STATUS_GROUP, self.channel_name)
+            link.leave()
+
+    # --- browser -> server ---
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        if self.link is None:
+            return
+        if text_data is None:
+            await self._error("messages must be JSON text")
+            return
+        if len(text_data) > MAX_MESSAGE_BYTES:
+            await self._error(f"message too long (at most {MAX_MESSAGE_BYTES} bytes)")
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            await self._error("message is not valid JSON")
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        try:
+            message = parse_action(content)
+        except ActionError as exc:
+            await self._error(str(exc), content)
+            return
+        action = message["action"]
+        if action in CONTROL_ACTIONS and not self.can_control:
+            await self._error("you do not have permission to control the service", message)
+            return
+        assert self.link is not None
+        if action == RECONNECT:
+            self.link.reconnect()
+            await self._reply(message, {"reconnecting": True})
+            return
+        if action == RESTART:
+            type, body = "service.restart", {}
+        else:
+            type, body = RUNNER_ACTIONS[action], {"name": message["runner"]}
+        try:
+            result = await self.link.request(type, body)
+        except MessengerUnavailable as exc:
+            await self._error(f"service not reachable: {exc.reason}", message)
+        except RemoteError as exc:
+            await self._error(str(exc), message)
+        except MessengerError as exc:
+            await self._error(f"messenger error: {exc}", message)
+        else:
+            logger.info("status page: %s %s by %s", action, message.get("runner", ""), self.scope["user"])
+            await self._reply(message, result)
+
+    # --- group -> browser (handlers named after link.EVENT_*) ---
+
+    async def status_snapshot(self, event: dict) -> None:
+        await self.send_json({"type": MSG_SNAPSHOT, "snapshot": event["snapshot"], "link": event["link"],
+                              "canControl": self.can_control})
+
+    async def status_events(self, event: dict) -> None:
+        await self.send_json({"type": MSG_EVENTS, "events": event["events"], "dropped": event.get("dropped", 0)})
+
+    async def status_link(self, event: dict) -> None:
+        await self.send_json({"type": MSG_LINK, "link": event["link"]})
+
+    # --- helpers ---
+
+    async def _reply(self, message: dict, result: dict) -> None:
+        await self.send_json({"type": MSG_REPLY, **_echo(message), "result": result})
+
+    async def _error(self, text: str, content: Any = None) -> None:
+        await self.send_json({"type": MSG_ERROR, **_echo(content), "message": text})
+
+
+def _echo(content: Any) -> dict[str, Any]:
+    """The well-typed identifying fields of a client message, to label the answer with."""
+    if not isinstance(content, dict):
+        return {}
+    echo: dict[str, Any] = {}
+    for field, kind in (("action", str), ("runner", str), ("id", int)):
+        value = content.get(field)
+        if isinstance(value, kind) and not isinstance(value, bool) and (kind is not str or len(value) <= 200):
+            echo[field] = value
+    return echo

@@ -1,0 +1,442 @@
+"""The per-process link from this web process to the service: one messenger client, at most one status stream.
+
+Guarantees: service→web traffic does not grow with viewers (one `status.subscribe` per process, opened with
+the first viewer, cancelled LINGER_SECONDS after the last); viewers get coalesced, bounded group messages at
+most every FLUSH_INTERVAL; nothing here waits without a timeout, so no page or consumer blocks on the service.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+import time
+import uuid
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.db import DatabaseError
+
+from messenger.client import ClientState, MessengerClient
+from messenger.config import MessengerSettings, local_resolver, messenger_settings
+from messenger.endpoint import socket_path
+from messenger.errors import MessengerError, MessengerUnavailable, RequestTimeout
+from proget_web.advanced_settings.selectors import settings_version
+from proget_web.status.state import HEARTBEAT, RUNNER, ServiceStatus
+
+logger = logging.getLogger(__name__)
+
+# The Channels group every Service Status viewer of THIS process joins. Per process, because with channels_redis a
+# group spans processes: a shared name would deliver every process's fan-out to every viewer (N copies each).
+STATUS_GROUP = f"service-status.{uuid.uuid4().hex}"
+# Group message types (the consumer's handler is the name with "." replaced by "_").
+EVENT_SNAPSHOT = "status.snapshot"  # {"snapshot": {...} | None, "link": {...}}: replaces everything
+EVENT_EVENTS = "status.events"  # {"events": [...], "dropped": n}: apply in order
+EVENT_LINK = "status.link"  # {"link": {...}}: the link's own connection state
+
+SUBSCRIBE = "status.subscribe"
+
+# Absorbs a page reload: the stream stays open this long after the last viewer left.
+LINGER_SECONDS = 2.0
+# At most ten group messages a second per process, whatever the service's event rate (DESIGN flow 2).
+FLUSH_INTERVAL = 0.1
+# Events waiting for the next flush; beyond this a fresh snapshot (bounded: 200 log lines) replaces them.
+MAX_PENDING_EVENTS = 1000
+# Events per group message: keeps one message well under channels_redis' comfortable size.
+GROUP_BATCH_EVENTS = 500
+# How often the settings version is polled while viewers exist (the service itself polls every 5 s).
+SETTINGS_POLL_SECONDS = 3.0
+# Round-trip measurement cadence while connected.
+PING_INTERVAL = 5.0
+# A ping slower than this counts as failed: the page shows no round trip rather than waiting.
+PING_TIMEOUT = 2.0
+# A viewer's action (run, pause, restart) gets its answer or an error within about this long.
+ACTION_TIMEOUT = 3.0
+# Connecting to a local or LAN service takes milliseconds; 2 s is the messenger's own default.
+CONNECT_TIMEOUT = 2.0
+# Reading settings from the database: a locked SQLite file must not stall the link forever.
+DB_TIMEOUT = 5.0
+# A channel layer (Redis) that does not answer in this long is skipped for this message.
+GROUP_SEND_TIMEOUT = 2.0
+# Between status.subscribe attempts on a connection that refuses it: doubles up to the max.
+RESUBSCRIBE_MIN = 0.2
+RESUBSCRIBE_MAX = 10.0
+
+
+class ServiceLink:
+    """This process's view of the service; create it with service_link(), on the loop that serves consumers."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.status = ServiceStatus()
+        self.viewers = 0
+        self.subscriptions_opened = 0  # status.subscribe calls that succeeded (diagnostics, tests)
+        self._session: asyncio.Task[None] | None = None
+        self._linger: asyncio.TimerHandle | None = None
+        self._client: MessengerClient | None = None
+        self._config: MessengerSettings | None = None
+        self._settings_version: int | None = None
+        self._connected = asyncio.Event()
+        self._new_connection = asyncio.Event()
+        self._state = ClientState("closed", "no viewers", time.time())
+        self._rtt_ms: float | None = None
+        self._service_fingerprint: str | None = None
+        self._subscribed = False
+        self._stream_error: str | None = None
+        # Outbox: what the next flush sends to the group.
+        self._out_snapshot = False
+        self._out_events: list[dict] = []
+        self._out_slots: dict[tuple[str, str], int] = {}  # coalescing key -> index in _out_events
+        self._out_dropped = 0
+        self._out_link = False
+        self._out_wake = asyncio.Event()
+        self._last_flush = -math.inf
+
+    # --- viewers ---
+
+    def join(self) -> None:
+        """A viewer arrived: open the stream if this is the first one (or cancel a pending close)."""
+        self.viewers += 1
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        if self._session is None:
+            self._start_session()
+
+    def leave(self) -> None:
+        """A viewer left: after the last one, close the stream once LINGER_SECONDS pass without a new one."""
+        self.viewers = max(0, self.viewers - 1)
+        if self.viewers == 0 and self._session is not None and self._linger is None:
+            self._linger = self.loop.call_later(LINGER_SECONDS, self._linger_expired)
+
+    def reconnect(self) -> None:
+        """Drop the connection and the backoff, re-read the settings and connect again at once."""
+        if self._session is None and self.viewers == 0:
+            return  # nobody is watching: the next viewer connects anyway
+        self._stop_session()
+        self._start_session()
+
+    @property
+    def active(self) -> bool:
+        """Whether a session (client + stream) is running."""
+        return self._session is not None
+
+    def view(self) -> dict[str, Any]:
+        """What a new viewer gets first: the latest snapshot (None until the first arrives) and the link state."""
+        return {"snapshot": self.status.as_json(), "link": self.link_json()}
+
+    def link_json(self) -> dict[str, Any]:
+        """The link's connection state as the page shows it."""
+        config, state = self._config, self._state
+        fingerprint = config.fingerprint if config is not None else None
+        if state.status == "key-mismatch":
+            match: bool | None = False
+        elif fingerprint is None or self._service_fingerprint is None:
+            match = None
+        else:
+            match = fingerprint == self._service_fingerprint
+        return {
+            "status": state.status,
+            "reason": state.reason,
+            "since": state.since,
+            "endpoint": str(config.endpoint) if config is not None else None,
+            "address": self._address(),
+            "rttMs": self._rtt_ms,
+            "fingerprint": fingerprint,
+            "serviceFingerprint": self._service_fingerprint,
+            "fingerprintMatch": match,
+            "subscribed": self._subscribed,
+            "streamError": self._stream_error,
+        }
+
+    # --- actions ---
+
+    async def request(self, type: str, body: dict | None = None, *, timeout: float = ACTION_TIMEOUT) -> dict:
+        """One request to the service through this link's client; raises MessengerError within about `timeout`."""
+        client = self._client
+        if client is None:
+            raise MessengerUnavailable(self._state.reason if self._state.status != "closed" else "not connected")
+        try:
+            async with asyncio.timeout(timeout + CONNECT_TIMEOUT):
+                return await client.request(type, body, timeout=timeout)
+        except TimeoutError:
+            raise RequestTimeout(f"no reply to {type} within {timeout:g} s") from None
+
+    # --- session: one client and its loops, while viewers exist ---
+
+    def _start_session(self) -> None:
+        self._state = ClientState("connecting", "connecting", time.time())
+        task = self.loop.create_task(self._run_session(), name="service-status-link")
+        task.add_done_callback(self._session_done)
+        self._session = task
+        self._link_changed()
+
+    def _stop_session(self) -> None:
+        task, self._session = self._session, None
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        if task is not None:
+            task.cancel()
+        self._client = None
+        self._connected.clear()
+        self._state = ClientState("closed", "no viewers", time.time())
+        self._rtt_ms = None
+        self._subscribed = False
+        self._stream_error = None
+        self.status.clear()
+        self._out_snapshot = self._out_link = False
+        self._out_events, self._out_slots, self._out_dropped = [], {}, 0
+        self._out_wake.clear()
+
+    def _linger_expired(self) -> None:
+        self._linger = None
+        if self.viewers == 0:
+            logger.debug("status link: last viewer gone, closing the status stream")
+            self._stop_session()
+
+    def _session_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("status link: session failed", exc_info=task.exception())
+        if self._session is task:
+            self._session = None
+            self._client = None
+            self._state = ClientState("unreachable", "status link failed; use Reconnect", time.time())
+            self._connected.clear()
+            self._subscribed = False
+            self._link_changed()
+
+    async def _run_session(self) -> None:
+        client: MessengerClient | None = None
+        try:
+            config = await self._load_config()
+            client = MessengerClient(
+                endpoint=config.endpoint, key=config.key, run_dir=config.run_dir, resolver=local_resolver,
+                request_timeout=ACTION_TIMEOUT, connect_timeout=CONNECT_TIMEOUT,
+            )
+            client.on_state_change = functools.partial(self._on_client_state, client)
+            self._client = client
+            self._on_client_state(client, client.state)
+            client.start()
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._flush_loop())
+                group.create_task(self._stream_loop(client))
+                group.create_task(self._ping_loop(client))
+                group.create_task(self._settings_loop(client))
+        finally:
+            if client is not None:
+                client.on_state_change = None
+                if self._client is client:
+                    self._client = None
+                await client.close()
+
+    def _on_client_state(self, client: MessengerClient, state: ClientState) -> None:
+        if client is not self._client:
+            return
+        self._state = state
+        if state.status == "connected":
+            self._connected.set()
+            self._new_connection.set()
+        else:
+            self._connected.clear()
+            self._rtt_ms = None
+            self._subscribed = False
+        self._link_changed()
+
+    async def _load_config(self) -> MessengerSettings:
+        """The messenger settings; while they cannot be read or are invalid, say why and retry."""
+        while True:
+            try:
+                async with asyncio.timeout(DB_TIMEOUT):
+                    version = await database_sync_to_async(settings_version)()
+                    config = await database_sync_to_async(messenger_settings)()
+            except MessengerError as exc:
+                self._state = ClientState("unreachable", f"messenger misconfigured: {exc}", time.time())
+            except (TimeoutError, DatabaseError) as exc:
+                self._state = ClientState("unreachable", f"settings not readable: {exc or 'timed out'}", time.time())
+            else:
+                self._settings_version, self._config = version, config
+                return config
+            self._link_changed()
+            await asyncio.sleep(SETTINGS_POLL_SECONDS)
+
+    async def _stream_loop(self, client: MessengerClient) -> None:
+        """Hold one status.subscribe while connected; after a loss, resubscribe when the client is back."""
+        delay = RESUBSCRIBE_MIN
+        while True:
+            await self._connected.wait()  # client.start() reconnects with backoff; we follow it
+            try:
+                async with client.subscribe(SUBSCRIBE) as items:
+                    self.subscriptions_opened += 1
+                    async for item in items:
+                        self._on_stream_item(item)
+                        delay = RESUBSCRIBE_MIN
+                error = "the service ended the status stream"
+            except MessengerError as exc:
+                error = getattr(exc, "reason", None) or str(exc)
+            except Exception:
+                logger.exception("status link: status stream failed")
+                error = "status stream failed"
+            self._subscribed = False
+            self._stream_error = error
+            self._link_changed()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESUBSCRIBE_MAX)
+
+    def _on_stream_item(self, item: dict) -> None:
+        if "snapshot" in item:
+            if not self.status.load(item["snapshot"]):
+                logger.warning("status link: malformed snapshot ignored")
+                return
+            self._subscribed = True
+            self._stream_error = None
+            self._note_service_fingerprint()
+            self._out_snapshot = True  # the snapshot includes whatever was pending
+            self._out_events, self._out_slots = [], {}
+            self._link_changed()
+            return
+        dropped = item.get("dropped")
+        if isinstance(dropped, int) and not isinstance(dropped, bool) and dropped > 0:
+            self._out_dropped += dropped
+        for event in self.status.apply(item.get("events")):
+            self._queue(event)
+            if event["type"] == HEARTBEAT and self._note_service_fingerprint():
+                self._out_link = True
+        self._out_wake.set()
+
+    def _note_service_fingerprint(self) -> bool:
+        """Take the service's fingerprint from its info; True if it changed."""
+        fingerprint = (self.status.service or {}).get("fingerprint")
+        if isinstance(fingerprint, str) and fingerprint != self._service_fingerprint:
+            self._service_fingerprint = fingerprint
+            return True
+        return False
+
+    async def _ping_loop(self, client: MessengerClient) -> None:
+        """Measure the round trip at once after each connect, then every PING_INTERVAL."""
+        while True:
+            await self._connected.wait()
+            self._new_connection.clear()
+            started = time.perf_counter()
+            try:
+                reply = await client.request("ping", timeout=PING_TIMEOUT)
+            except MessengerError:
+                self._rtt_ms = None
+            else:
+                self._rtt_ms = round((time.perf_counter() - started) * 1000, 2)
+                fingerprint = reply.get("fingerprint")
+                if isinstance(fingerprint, str):
+                    self._service_fingerprint = fingerprint
+            self._link_changed()
+            try:
+                async with asyncio.timeout(PING_INTERVAL):
+                    await self._new_connection.wait()
+            except TimeoutError:
+                pass
+
+    async def _settings_loop(self, client: MessengerClient) -> None:
+        """Apply messenger endpoint/key changes live: poll the settings version while viewers exist."""
+        while True:
+            await asyncio.sleep(SETTINGS_POLL_SECONDS)
+            try:
+                async with asyncio.timeout(DB_TIMEOUT):
+                    version = await database_sync_to_async(settings_version)()
+                    if version == self._settings_version:
+                        continue
+                    config = await database_sync_to_async(messenger_settings)()
+            except (MessengerError, TimeoutError, DatabaseError) as exc:
+                logger.warning("status link: cannot apply the messenger settings: %s", exc or "timed out")
+                continue
+            previous, self._settings_version, self._config = self._config, version, config
+            if previous is None or (previous.endpoint, previous.key) != (config.endpoint, config.key):
+                logger.info("status link: messenger settings changed; reconnecting to %s", config.endpoint)
+                self._service_fingerprint = None
+                client.reconfigure(endpoint=config.endpoint, key=config.key)
+            self._link_changed()
+
+    # --- fan-out ---
+
+    def _link_changed(self) -> None:
+        self._out_link = True
+        self._out_wake.set()
+
+    def _queue(self, event: dict) -> None:
+        """Add an event to the outbox; a newer runner state or heartbeat replaces an undelivered one."""
+        if self._out_snapshot:
+            return  # a snapshot is going out anyway, and it includes this event
+        kind = event["type"]
+        key = (RUNNER, event["name"]) if kind == RUNNER else (HEARTBEAT, "") if kind == HEARTBEAT else None
+        if key is not None and key in self._out_slots:
+            self._out_events[self._out_slots[key]] = event
+            return
+        if len(self._out_events) >= MAX_PENDING_EVENTS:
+            # Viewers cannot use more than the snapshot's 200 lines from a flood this size anyway.
+            self._out_snapshot = True
+            self._out_events, self._out_slots = [], {}
+            return
+        if key is not None:
+            self._out_slots[key] = len(self._out_events)
+        self._out_events.append(event)
+
+    def _take_outbox(self) -> list[dict]:
+        messages: list[dict] = []
+        if self._out_snapshot:
+            messages.append({"type": EVENT_SNAPSHOT, "snapshot": self.status.as_json(), "link": self.link_json()})
+            self._out_snapshot = self._out_link = False
+            self._out_dropped = 0
+        events, dropped = self._out_events, self._out_dropped
+        self._out_events, self._out_slots, self._out_dropped = [], {}, 0
+        for start in range(0, len(events), GROUP_BATCH_EVENTS):
+            messages.append({"type": EVENT_EVENTS, "events": events[start:start + GROUP_BATCH_EVENTS], "dropped": 0})
+        if dropped:
+            if len(messages) > 0 and messages[-1]["type"] == EVENT_EVENTS:
+                messages[-1]["dropped"] = dropped
+            else:
+                messages.append({"type": EVENT_EVENTS, "events": [], "dropped": dropped})
+        if self._out_link:
+            messages.append({"type": EVENT_LINK, "link": self.link_json()})
+            self._out_link = False
+        return messages
+
+    async def _flush_loop(self) -> None:
+        """Send the outbox to the group, at most once per FLUSH_INTERVAL."""
+        layer = get_channel_layer()
+        while True:
+            await self._out_wake.wait()
+            delay = self._last_flush + FLUSH_INTERVAL - self.loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._out_wake.clear()
+            self._last_flush = self.loop.time()
+            if layer is None:
+                continue
+            for message in self._take_outbox():
+                try:
+                    async with asyncio.timeout(GROUP_SEND_TIMEOUT):
+                        await layer.group_send(STATUS_GROUP, message)
+                except Exception as exc:  # a broken channel layer must not end the stream
+                    logger.warning("status link: group_send failed: %s", exc or type(exc).__name__)
+
+    def _address(self) -> str | None:
+        """Where the client connects: the socket path, or HOST:PORT."""
+        config = self._config
+        if config is None:
+            return None
+        endpoint = config.endpoint
+        if endpoint.kind == "pipe":
+            return str(socket_path(endpoint, config.run_dir))
+        host = endpoint.host if not endpoint.is_any_host else local_resolver()
+        return f"[{host}]:{endpoint.port}" if ":" in host else f"{host}:{endpoint.port}"
+
+
+_link: ServiceLink | None = None
+
+
+def service_link() -> ServiceLink:
+    """This process's link (one per event loop: daphne has one; each test's asyncio.run gets its own)."""
+    global _link
+    loop = asyncio.get_running_loop()
+    if _link is None or _link.loop is not loop:
+        _link = ServiceLink()
+    return _link

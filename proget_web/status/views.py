@@ -1,0 +1,20 @@
+"""The Service Status page: a server-rendered skeleton that status.js fills from the WebSocket.
+
+It never talks to the service itself, so it renders at once whether the service is up or not.
+"""
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from proget_web.administration.permissions import permission_required_or_403
+from proget_web.status.consumers import CONTROL_PERMISSION, VIEW_PERMISSION
+from proget_web.status.routing import STATUS_SOCKET_PATH
+
+
+@permission_required_or_403(VIEW_PERMISSION)
+def service_status(request: HttpRequest) -> HttpResponse:
+    return render(request, "status/service.html", {
+        "can_control": request.user.has_perm(CONTROL_PERMISSION),
+        "socket_path": "/" + STATUS_SOCKET_PATH,
+    })
