@@ -12,4 +12,5 @@ urlpatterns = [
     path("", include("proget_web.administration.urls")),
     path("", include("proget_web.status.urls")),
     path("", include("feeds.urls")),
+    path("", include("proget_web.feedpages.urls")),
 ]

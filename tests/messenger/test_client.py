@@ -21,24 +21,11 @@ from messenger.endpoint import Endpoint, parse_endpoint, socket_path
 from messenger.errors import MessengerUnavailable, RequestTimeout
 from messenger.protocol import Connection, Role
 from messenger.server import MessengerServer, RequestContext, ServerLimits
+from tests.messenger.support import KEY, TEST_DEADLINE, eventually, run
 
-KEY = bytes(range(32))
 NEW_KEY = bytes(range(100, 132))
 LIMITS = ServerLimits(handshake_timeout=1.0, frame_timeout=1.0, idle_timeout=5.0)
-# Upper bound on any single test's event loop: a hang fails fast instead of waiting for pytest-timeout.
-TEST_DEADLINE = 15.0
 
-
-def run(coro: Coroutine[Any, Any, Any]) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, TEST_DEADLINE))
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def ping(body: dict, context: RequestContext) -> dict:

@@ -11,7 +11,7 @@ import os
 import random
 import socket
 import stat
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from ipaddress import ip_network
@@ -34,28 +34,15 @@ from messenger.protocol import (
     Role,
 )
 from messenger.server import MessengerServer, RequestContext, ServerLimits
+from tests.messenger.support import KEY, TEST_DEADLINE, eventually, run
 
-KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
 FRAME_TIMEOUT = 1.0
 HANDSHAKE_TIMEOUT = 1.0
 LIMITS = ServerLimits(handshake_timeout=HANDSHAKE_TIMEOUT, frame_timeout=FRAME_TIMEOUT, idle_timeout=5.0)
-# Upper bound on any single test's event loop: a hang fails fast instead of waiting for pytest-timeout.
-TEST_DEADLINE = 15.0
 # Slack for "at the deadline" assertions on a loaded CI machine.
 SLACK = 0.6
 
-
-def run(coro: Coroutine[Any, Any, Any]) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, TEST_DEADLINE))
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def ping(body: dict, context: RequestContext) -> dict:

@@ -1,0 +1,24 @@
+"""Shared helpers of the messenger's socket-level tests."""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+KEY = bytes(range(32))
+# Upper bound on any single test's event loop: a hang fails fast instead of waiting for pytest-timeout.
+TEST_DEADLINE = 15.0
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run one test's coroutine on a fresh loop, bounded by TEST_DEADLINE."""
+    return asyncio.run(asyncio.wait_for(coro, TEST_DEADLINE))
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 3.0) -> None:
+    """Wait until `condition()` holds; fail after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)

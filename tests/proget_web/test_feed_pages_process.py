@@ -1,0 +1,177 @@
+"""The feed page end to end: a real `runindexer` and a real daphne, a browser-like client over HTTP.
+
+Reindex with the service up runs at once and the page lists the indexed files; with the service down the
+request is queued with the reason, and runs when the service is back (nothing lost).
+"""
+from __future__ import annotations
+
+import html
+import http.client
+import json
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from http.cookies import SimpleCookie
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.feeds.builders import wheel
+from tests.processes import ROOT, ServiceProcess, free_port, manage, node_env, shell, stop, wait_for
+
+pytestmark = pytest.mark.slow
+
+HOST = "127.0.0.1"
+PASSWORD = "feed-pages-pw"
+FEED = "main"
+EVIL = "<svg onload=alert(1)>"  # no "/": it is a file name too
+
+
+class Browser:
+    """A session against daphne over http.client: cookies kept, CSRF tokens read from the forms."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, form: dict | None = None, timeout: float = 10) -> tuple[int, dict, str]:
+        connection = http.client.HTTPConnection(HOST, self.port, timeout=timeout)
+        headers = {"Cookie": "; ".join(f"{name}={value}" for name, value in self.cookies.items())}
+        body = None
+        if form is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            body = urlencode(form)
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            for header in response.headers.get_all("Set-Cookie") or []:
+                for name, morsel in SimpleCookie(header).items():
+                    self.cookies[name] = morsel.value
+            return response.status, dict(response.headers), response.read().decode()
+        finally:
+            connection.close()
+
+    def post_form(self, page_path: str, action: str, form: dict | None = None) -> tuple[int, dict, str]:
+        """POST the form whose action is `action` on `page_path`, with that form's CSRF token."""
+        status, _, page = self.request("GET", page_path)
+        assert status == 200, page
+        token = re.search(rf'action="{re.escape(action)}".*?name="csrfmiddlewaretoken" value="([^"]+)"', page, re.S)
+        assert token, f"no form posting to {action} on {page_path}"
+        return self.request("POST", action, {**(form or {}), "csrfmiddlewaretoken": token.group(1)})
+
+    def login(self, username: str, password: str) -> None:
+        status, _, page = self.request("GET", "/accounts/login/")
+        assert status == 200
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        status, _, _ = self.request("POST", "/accounts/login/",
+                                    {"username": username, "password": password, "csrfmiddlewaretoken": token})
+        assert status == 302 and "sessionid" in self.cookies, "login failed"
+
+    def status_json(self) -> dict:
+        status, _, body = self.request("GET", f"/feeds/{FEED}/status.json")
+        assert status == 200, body
+        return json.loads(body)
+
+
+def _messages(page: str) -> list[str]:
+    return [html.unescape(text).strip() for text in re.findall(r'<li class="message[^"]*"[^>]*>(.*?)</li>', page, re.S)]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    manage(tmp_path, "migrate", "--no-input")
+    shell(tmp_path, "from django.contrib.auth.models import User; "
+                    f"User.objects.create_superuser('admin', 'admin@example.com', {PASSWORD!r})")
+    manage(tmp_path, "feeds", "create", FEED)
+    folder = tmp_path / "packages" / FEED
+    wheel(folder, "pkg-a", "1.0", requires_python=">=3.8")
+    (folder / f"{EVIL}-1.0-py3-none-any.whl").write_bytes(b"not a zip archive")
+    return tmp_path
+
+
+@pytest.fixture
+def daphne(data_dir: Path) -> Iterator[int]:
+    port = free_port()
+    log = (data_dir / "daphne.log").open("ab")
+    process = subprocess.Popen(
+        [str(ROOT / ".venv/bin/daphne"), "-b", HOST, "-p", str(port), "proget_web.asgi:application"],
+        env=node_env(data_dir), cwd=ROOT,
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+
+    def accepts() -> bool:
+        assert process.poll() is None, (data_dir / "daphne.log").read_text()
+        with socket.socket() as probe:
+            return probe.connect_ex((HOST, port)) == 0
+
+    try:
+        wait_for(accepts, what="daphne to listen")
+        yield port
+    finally:
+        stop(process)
+        log.close()
+
+
+def _finished(browser: Browser, *, timeout: float) -> dict:
+    """status.json once no trigger of the feed waits or runs (what feeds.js polls for)."""
+    answers: list[dict] = []
+
+    def done() -> bool:
+        answers.append(browser.status_json())
+        return not answers[-1]["active"]
+
+    wait_for(done, timeout=timeout, what="the reindex to finish")
+    return answers[-1]
+
+
+def test_reindex_from_the_page_runs_and_lists_the_files_and_survives_a_service_outage(
+    data_dir: Path, daphne: int
+) -> None:
+    service = ServiceProcess(data_dir).start()
+    try:
+        browser = Browser(daphne)
+        browser.login("admin", PASSWORD)
+        assert browser.request("GET", f"/feeds/{FEED}/")[0] == 200
+        # A new file, which only an index run after this point can list (the service indexed at start).
+        wheel(data_dir / "packages" / FEED, "pkg-b", "2.0", requires_python=">=3.9")
+
+        status, headers, _ = browser.post_form(f"/feeds/{FEED}/", f"/feeds/{FEED}/reindex")
+        assert status == 302 and headers["Location"] == f"/feeds/{FEED}/"
+        _, _, page = browser.request("GET", f"/feeds/{FEED}/")
+        [message] = _messages(page)
+        assert message.startswith(f"Reindex of {FEED} requested: trigger "), message
+
+        final = _finished(browser, timeout=30)
+        assert final["triggers"][0]["state"] == "done", final
+        assert final["triggers"][0]["requestedBy"] == "admin"
+        assert final["lastIndexedAt"] is not None
+
+        _, _, page = browser.request("GET", f"/feeds/{FEED}/")
+        assert 'data-file="pkg_a-1.0-py3-none-any.whl"' in page and "&gt;=3.8" in page
+        assert 'data-file="pkg_b-2.0-py3-none-any.whl"' in page and "&gt;=3.9" in page
+        assert "1 file could not be indexed" in page and EVIL not in page
+        assert "&lt;svg onload=alert(1)&gt;-1.0-py3-none-any.whl" in page
+        assert 'data-active="false"' in page
+
+        # The service goes away: the request is queued with the reason, and nothing is lost.
+        service.stop()
+        started = time.monotonic()
+        status, _, _ = browser.post_form(f"/feeds/{FEED}/", f"/feeds/{FEED}/reindex")
+        assert status == 302 and time.monotonic() - started < 5
+        _, _, page = browser.request("GET", f"/feeds/{FEED}/")
+        [message] = _messages(page)
+        assert re.fullmatch(rf"Reindex of {FEED}: trigger \d+ queued — the service is not reachable \(.+\); "
+                            "it will run when the service is back", message), message
+        assert 'data-active="true"' in page
+        pending = browser.status_json()
+        assert pending["active"] is True and pending["triggers"][0]["state"] == "pending"
+
+        service.start()
+        final = _finished(browser, timeout=45)  # Trigger Dispatch's poll claims it
+        assert [t["state"] for t in final["triggers"][:2]] == ["done", "done"], final
+    finally:
+        if service.process is not None and service.process.poll() is None:
+            service.stop()
