@@ -10,6 +10,7 @@ import functools
 from collections.abc import Callable
 
 from django.contrib.auth import authenticate
+from django.contrib.auth.models import AbstractBaseUser
 from django.http import Http404, HttpRequest, HttpResponse
 
 from feeds.models import Feed
@@ -21,22 +22,24 @@ BASIC_REALM = 'Basic realm="feeds", charset="UTF-8"'
 FeedView = Callable[..., HttpResponse]
 
 
-def _basic_auth_user_ok(request: HttpRequest) -> bool:
-    """Whether the request carries the user name and password of an active Django user."""
+def basic_auth_user(request: HttpRequest) -> AbstractBaseUser | None:
+    """The active user whose name and password the request's Authorization header carries, or None."""
     scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "basic":
-        return False
+        return None
     try:
         username, sep, password = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        return False
+        return None
     user = authenticate(request, username=username, password=password) if sep else None
-    return user is not None and user.is_active
+    return user if user is not None and user.is_active else None
 
 
 def may_read(request: HttpRequest) -> bool:
     """Whether this request may read feeds."""
-    return bool(setting_get("Feeds.AnonymousRead")) or request.user.is_authenticated or _basic_auth_user_ok(request)
+    if setting_get("Feeds.AnonymousRead") or request.user.is_authenticated:
+        return True
+    return basic_auth_user(request) is not None
 
 
 def feed_readable(view: FeedView) -> FeedView:

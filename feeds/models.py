@@ -1,6 +1,7 @@
 """The feeds' tables: a Feed (where its packages live, how it is kept) and one PackageFile row per stored file.
 
 A PackageFile with a non-empty `index_error` could not be indexed; it is shown to admins, never served.
+A non-empty `integrity_error` means Feed Integrity found the stored file changed or gone since it was indexed.
 """
 from __future__ import annotations
 
@@ -57,9 +58,13 @@ class PackageFile(models.Model):
     uploaded_at = models.DateTimeField(default=timezone.now)
     indexed_at = models.DateTimeField(default=timezone.now)
     index_error = models.TextField(blank=True)  # why the file is not served; empty when it indexed fine
+    # What Feed Integrity found wrong with the stored file (changed or vanished); empty when it matched.
+    integrity_error = models.TextField(blank=True)
+    integrity_checked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["feed", "project", "filename"]
+        permissions = [("upload_package", "Can upload packages to feeds (twine)")]
         constraints = [models.UniqueConstraint(fields=["feed", "filename"], name="package_file_unique_per_feed")]
         indexes = [models.Index(fields=["feed", "project"], name="package_file_feed_project")]
 

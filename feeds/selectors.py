@@ -27,7 +27,8 @@ def feeds_list() -> QuerySet[Feed]:
 
 
 def _servable(feed: Feed) -> QuerySet[PackageFile]:
-    return PackageFile.objects.filter(feed=feed, index_error="")
+    """Files pip may see: indexed without error and not flagged by Feed Integrity (changed or missing)."""
+    return PackageFile.objects.filter(feed=feed, index_error="", integrity_error="")
 
 
 def feed_projects(*, feed: Feed) -> list[str]:

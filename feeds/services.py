@@ -33,6 +33,14 @@ def packages_root() -> Path:
     return root
 
 
+def _feed_rules_check(*, keep_latest: int, drop_path: str) -> None:
+    """The rules a feed's retention and drop path follow, on create and on edit; raises FeedError."""
+    if keep_latest < 0:
+        raise FeedError("the number of versions to keep must be 0 (keep all) or more")
+    if drop_path and not Path(drop_path).is_absolute():
+        raise FeedError(f"the drop path must be an absolute path, not {drop_path!r}")
+
+
 @transaction.atomic
 def feed_create(
     *, name: str, description: str = "", drop_path: str = "", keep_latest: int = 0, dry_run: bool = False,
@@ -44,10 +52,7 @@ def feed_create(
         raise FeedError(exc.messages[0]) from None
     if Feed.objects.filter(name__iexact=name).exists():
         raise FeedError(f"a feed called {name!r} already exists (feed names ignore case)")
-    if keep_latest < 0:
-        raise FeedError("the number of versions to keep must be 0 (keep all) or more")
-    if drop_path and not Path(drop_path).is_absolute():
-        raise FeedError(f"the drop path must be an absolute path, not {drop_path!r}")
+    _feed_rules_check(keep_latest=keep_latest, drop_path=drop_path)
     storage = packages_root() / name
     storage.mkdir(parents=True, exist_ok=True)
     feed = Feed.objects.create(
@@ -66,4 +71,23 @@ def feed_delete(*, name: str) -> Feed:
         raise FeedError(f"no feed called {name!r}")
     feed.delete()
     logger.info("feed %s deleted; its files stay in %s", name, feed.storage_path)
+    return feed
+
+
+@transaction.atomic
+def feed_update(*, name: str, description: str, drop_path: str, keep_latest: int, dry_run: bool) -> Feed:
+    """Change feed `name`'s description, drop path and retention rule; the name and storage folder never change.
+
+    Raises FeedError (same rules as feed_create).
+    """
+    feed = Feed.objects.select_for_update().filter(name=name).first()
+    if feed is None:
+        raise FeedError(f"no feed called {name!r}")
+    _feed_rules_check(keep_latest=keep_latest, drop_path=drop_path)
+    feed.description = description
+    feed.drop_path = drop_path
+    feed.retention_keep_latest = keep_latest
+    feed.retention_dry_run = dry_run
+    feed.save(update_fields=["description", "drop_path", "retention_keep_latest", "retention_dry_run"])
+    logger.info("feed %s changed: drop path %r, keep latest %s, dry run %s", name, drop_path, keep_latest, dry_run)
     return feed

@@ -1,7 +1,7 @@
-"""URLs of the feeds app: the PyPI simple API and file downloads (DESIGN.md's contract paths)."""
+"""URLs of the feeds app: the PyPI simple API, file downloads and twine uploads (DESIGN.md's contract paths)."""
 from django.urls import path
 
-from feeds import views_simple
+from feeds import views_simple, views_upload
 
 app_name = "feeds"
 
@@ -9,4 +9,5 @@ urlpatterns = [
     path("pypi/<str:feed>/simple/", views_simple.simple_index, name="simple-index"),
     path("pypi/<str:feed>/simple/<str:project>/", views_simple.simple_project, name="simple-project"),
     path("pypi/<str:feed>/files/<str:filename>", views_simple.download, name="download"),
+    path("pypi/<str:feed>/legacy/", views_upload.legacy_upload, name="legacy-upload"),
 ]

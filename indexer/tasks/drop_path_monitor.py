@@ -1,6 +1,8 @@
-"""Drop Path Monitor: imports package files dropped into a feed's drop path."""
+"""Drop Path Monitor: imports package files dropped into a feed's drop path (checked, stored, indexed)."""
 from __future__ import annotations
 
+from feeds.dropping import drop_path_import
+from feeds.selectors import feed_get
 from indexer.runner import RunContext
 from indexer.tasks.feeds import FeedRunner
 
@@ -10,6 +12,10 @@ class DropPathMonitor(FeedRunner):
     interval_setting = "Runners.DropPathMonitor.IntervalSeconds"
     done = "scanned the drop paths of"
 
-    def process_feed(self, *, feed: str, ctx: RunContext) -> None:
-        """Import every complete file in the feed's drop path, then remove it (the feeds issue)."""
-        raise NotImplementedError("drop paths arrive with the Feed model")
+    def process_feed(self, *, feed: str, ctx: RunContext) -> str:
+        """Import every complete file in the feed's drop path; reject the bad ones; leave those being written."""
+        found = feed_get(name=feed)
+        if found is None or not found.drop_path:  # deleted since the run listed it, or nothing to watch
+            return ""
+        report = drop_path_import(feed=found, progress=ctx.progress, stopping=lambda: ctx.stopping)
+        return f"{feed}: {report.summary()}"

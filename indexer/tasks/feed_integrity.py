@@ -1,6 +1,8 @@
-"""Feed Integrity: checks every stored package file against its recorded size and hash."""
+"""Feed Integrity: re-hashes every stored package file and flags those that changed or vanished."""
 from __future__ import annotations
 
+from feeds.integrity import feed_integrity_check
+from feeds.selectors import feed_get
 from indexer.runner import RunContext
 from indexer.tasks.feeds import FeedRunner
 
@@ -10,6 +12,10 @@ class FeedIntegrity(FeedRunner):
     interval_setting = "Runners.FeedIntegrity.IntervalSeconds"
     done = "checked"
 
-    def process_feed(self, *, feed: str, ctx: RunContext) -> None:
-        """Hash each stored file and flag those that differ from the record (the feeds issue)."""
-        raise NotImplementedError("package files arrive with the Feed model")
+    def process_feed(self, *, feed: str, ctx: RunContext) -> str:
+        """Hash each indexed file and flag (on its row) those that differ from the record; modifies no file."""
+        found = feed_get(name=feed)
+        if found is None:  # deleted since the run listed it
+            return ""
+        report = feed_integrity_check(feed=found, progress=ctx.progress, stopping=lambda: ctx.stopping)
+        return f"{feed}: {report.summary()}"

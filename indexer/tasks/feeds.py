@@ -27,14 +27,19 @@ class FeedRunner(Runner):
         feeds = await sync_to_async(feed_names)(only=ctx.target)
         if not feeds:
             return f"feed {ctx.target} not found" if ctx.target else "no feeds configured"
+        notes: list[str] = []
         for index, feed in enumerate(feeds):
             if ctx.stopping:
-                return f"{self.done} {index} of {len(feeds)} feed(s), then the service stopped"
+                return "; ".join([f"{self.done} {index} of {len(feeds)} feed(s), then the service stopped", *notes])
             ctx.progress(100 * index / len(feeds), feed)
-            await sync_to_async(self.process_feed)(feed=feed, ctx=ctx)
+            if note := await sync_to_async(self.process_feed)(feed=feed, ctx=ctx):
+                notes.append(note)
         ctx.progress(100, "done")
-        return f"{self.done} {len(feeds)} feed(s)"
+        return "; ".join([f"{self.done} {len(feeds)} feed(s)", *notes])
 
     @abc.abstractmethod
-    def process_feed(self, *, feed: str, ctx: RunContext) -> None:
-        """This runner's work on one feed (synchronous: it runs in a worker thread and may use the ORM)."""
+    def process_feed(self, *, feed: str, ctx: RunContext) -> str | None:
+        """This runner's work on one feed (synchronous: it runs in a worker thread and may use the ORM).
+
+        A non-empty return is a one-line note on that feed, appended to the run's result.
+        """

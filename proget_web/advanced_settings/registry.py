@@ -206,6 +206,14 @@ SETTINGS: tuple[Setting, ...] = (
         "package clients must send a user name and password (HTTP basic authentication).",
         live=True,
     ),
+    Setting(
+        name="Feeds.AllowOverwrite",
+        kind=Kind.BOOLEAN,
+        default="false",
+        description="Whether an upload may replace a package file that is already in the feed. When false "
+        "(the default), uploading a file name that exists is refused (409 Conflict), as on pypi.org.",
+        live=True,
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

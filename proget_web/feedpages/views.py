@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from feeds.models import Feed
 from feeds.selectors import feed_get
-from feeds.services import FeedError, feed_create, feed_delete
+from feeds.services import FeedError, feed_create, feed_delete, feed_update
 from indexer.models import Trigger
 from indexer.trigger_requests import trigger_request
 from indexer.triggers import TriggerError
@@ -26,7 +26,6 @@ from proget_web.administration.permissions import permission_required_or_403
 from proget_web.feedpages import selectors
 from proget_web.feedpages.forms import FeedCreateForm, FeedSettingsForm
 from proget_web.feedpages.progress import feed_indexing_progress
-from proget_web.feedpages.services import feed_update
 
 logger = logging.getLogger(__name__)
 

@@ -4,9 +4,6 @@ pkg-a needs pkg-b; pkg-b 2.0 requires Python < 3, so pip must take pkg-b 1.0.
 """
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,8 @@ from django.urls import Resolver404, resolve
 
 import proget_web.settings as node_settings
 from tests.feeds.builders import metadata_text, sdist_tar, wheel
-from tests.processes import ROOT, free_port, manage, node_env, stop, wait_for
+from tests.feeds.servers import daphne_serving, pip_install
+from tests.processes import manage
 
 
 def _feeds_wired_into_the_web_node() -> bool:
@@ -32,11 +30,6 @@ pytestmark = [
 ]
 
 
-def _accepts(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
 def test_pip_installs_a_package_and_its_dependency_from_a_feed(tmp_path: Path) -> None:
     data = tmp_path / "data"
     manage(data, "migrate", "--noinput")
@@ -49,23 +42,9 @@ def test_pip_installs_a_package_and_its_dependency_from_a_feed(tmp_path: Path) -
     indexed = manage(data, "runindexer", "--once")
     assert "Feed Indexing" in indexed.stdout + indexed.stderr
 
-    port = free_port()
-    log = (tmp_path / "daphne.log").open("ab")
-    daphne = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "daphne"), "-b", "127.0.0.1", "-p", str(port), "proget_web.asgi:application"],
-        env=node_env(data), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for(lambda: daphne.poll() is not None or _accepts(port), what="daphne to listen")
-        assert daphne.poll() is None, (tmp_path / "daphne.log").read_text()
-        target = tmp_path / "site"
-        result = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--isolated", "--index-url", f"http://127.0.0.1:{port}/pypi/main/simple/",
-             "--no-cache-dir", "--disable-pip-version-check", "--target", str(target), "pkg-a"],
-            capture_output=True, text=True, timeout=120,
-        )
-    finally:
-        stop(daphne)
+    target = tmp_path / "site"
+    with daphne_serving(data, log=tmp_path / "daphne.log") as base:
+        result = pip_install(base, "pkg-a", target=target)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (target / "pkg_a_mod.py").read_text() == "VERSION = '1.0'\n"
     assert (target / "pkg_b_mod.py").read_text() == "VERSION = '1.0'\n"
