@@ -1,0 +1,141 @@
+"""The Service Status page in a real browser: live runners, progress and log over the page's WebSocket, log text
+rendered inertly, and the page following the service through a stop and a start without a reload."""
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.browser.conftest import ROOT, Stack, expect, login, screenshot
+from tests.processes import manage
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+STATUS = "/administration/service"
+BUILT_IN_RUNNERS = [
+    "Feed Indexing", "Drop Path Monitor", "Feed Integrity", "Feed Retention", "Trigger Dispatch",
+    "Service Heartbeat", "Node Message Cleanup",
+]
+SLOW = "Test Slow"
+CLEANUP = "Node Message Cleanup"
+XSS = "<script>window.__xss=1</script>"
+
+# Records every distinct look of one runner's progress cell, sampled every 20 ms in the page itself, so a
+# short-lived value is not missed between two round trips of the test.
+RECORD_PROGRESS = """name => {
+  window.__progress = [];
+  const row = [...document.querySelectorAll('[data-field="runners"] tr')]
+    .find(tr => tr.querySelector('.runner-name').textContent === name);
+  let last = null;
+  window.__progressTimer = setInterval(() => {
+    const bar = row.querySelector('progress');
+    const seen = bar.hidden ? 'hidden' : (bar.hasAttribute('value') ? String(bar.value) : 'indeterminate');
+    if (seen !== last) { window.__progress.push(seen); last = seen; }
+  }, 20);
+}"""
+
+
+def field(page: Page, name: str) -> Locator:
+    return page.locator(f'#service-status [data-field="{name}"]')
+
+
+def runner_row(page: Page, name: str) -> Locator:
+    return field(page, "runners").locator("tr").filter(
+        has=page.locator("td.runner-name", has_text=re.compile(rf"^{re.escape(name)}$")))
+
+
+def log_messages(page: Page) -> Locator:
+    return field(page, "log").locator(".log-message")
+
+
+def open_status(page: Page, stack: Stack) -> None:
+    login(page, stack, then=STATUS)
+    expect(field(page, "state")).to_have_text("running", timeout=15_000)
+    expect(field(page, "page-state")).to_have_text("live")
+
+
+def test_live_runners_progress_and_log_without_reload(page: Page, stack: Stack) -> None:
+    open_status(page, stack)
+    navigations: list[str] = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+
+    # The runner table is filled from the snapshot: every built-in runner and the test's slow one.
+    for name in [*BUILT_IN_RUNNERS, SLOW]:
+        expect(runner_row(page, name)).to_have_count(1)
+    expect(field(page, "runners-empty")).to_be_hidden()
+    expect(field(page, "node")).to_have_text("browser-service")
+
+    # Run Node Message Cleanup: its log lines and its last-run cell arrive live.
+    cleanup = runner_row(page, CLEANUP)
+    last_before = cleanup.locator("td").nth(3).locator("div").first.inner_text()
+    cleanup.get_by_role("button", name="Run").click()
+    expect(field(page, "action-result")).to_contain_text(f"run {CLEANUP}")
+    expect(field(page, "action-result")).to_have_class(re.compile(r"\bok\b"))
+    expect(log_messages(page).filter(has_text=f"task runner {CLEANUP} finished")).not_to_have_count(0)
+    expect(cleanup.locator("td").nth(3).locator("div").first).not_to_have_text(last_before)
+    expect(cleanup.locator("td").nth(3)).to_contain_text("ok")
+
+    # Run the slow runner (10 steps over 3 s): the progress bar visibly moves, then the last run says ok.
+    slow = runner_row(page, SLOW)
+    run = slow.get_by_role("button", name="Run")
+    expect(run).to_be_enabled(timeout=15_000)  # its first run starts with the service
+    slow_last_before = slow.locator("td").nth(3).locator("div").first.inner_text()
+    page.evaluate(RECORD_PROGRESS, SLOW)
+    run.click()
+    expect(slow.locator("td").nth(1)).to_have_text("running")
+    expect(slow.locator(".progress-text")).to_contain_text("step")
+    expect(run).to_be_disabled()
+    expect(slow.locator("td").nth(1)).to_have_text("idle", timeout=15_000)
+    page.evaluate("clearInterval(window.__progressTimer)")
+    seen = page.evaluate("window.__progress")
+    values = [float(v) for v in seen if v not in ("hidden", "indeterminate")]
+    assert len(set(values)) >= 3, f"the progress bar should have moved at least twice, it showed {seen}"
+    assert values == sorted(values), f"progress went backwards: {seen}"
+    assert seen[-1] == "hidden", f"the bar should hide when the run ends: {seen}"
+    expect(slow.locator("td").nth(3).locator("div").nth(1)).to_have_text("ok")
+    expect(slow.locator("td").nth(3).locator("div").first).not_to_have_text(slow_last_before)
+    expect(slow.locator("td").nth(3)).to_contain_text(re.compile(r"took \d+\.\d s"))  # a 3 s run, not ms
+    expect(log_messages(page).filter(has_text="test slow runner step 9")).not_to_have_count(0)
+    expect(run).to_be_enabled()
+    assert navigations == [], f"the page navigated: {navigations}"
+
+    page.locator('#service-status [data-field="log"]').evaluate("list => { list.scrollTop = list.scrollHeight; }")
+    screenshot(page, "service-status.png", publish=ROOT / "docs/images/service-status.png")
+
+
+def test_log_text_from_the_service_is_not_markup(page: Page, stack: Stack) -> None:
+    open_status(page, stack)
+    # A trigger for a "runner" named like a script: the service refuses it and logs the name in its reason.
+    manage(stack.data_dir, "messenger", "run", XSS)
+
+    line = log_messages(page).filter(has_text=XSS)
+    expect(line.first).to_be_visible()
+    expect(line.first).to_contain_text(f"failed: unknown runner '{XSS}'")
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    assert field(page, "log").locator("script").count() == 0
+
+
+def test_the_page_follows_the_service_through_a_stop_and_a_start(page: Page, stack: Stack) -> None:
+    open_status(page, stack)
+    navigations: list[str] = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    page.evaluate("window.__samePage = 'still here'")
+    pid = stack.service.process.pid
+
+    assert stack.service.stop() == 0, stack.service_log()
+    expect(field(page, "state")).to_contain_text("not reachable", timeout=10_000)
+    expect(field(page, "page-state")).to_have_text("service not reachable")
+    expect(page.locator("#service-status")).to_have_class(re.compile(r"\bis-stale\b"))
+
+    stack.service.start()
+    assert stack.service.process.pid != pid
+    expect(field(page, "state")).to_have_text("running", timeout=20_000)
+    expect(field(page, "page-state")).to_have_text("live")
+    expect(page.locator("#service-status")).not_to_have_class(re.compile(r"\bis-stale\b"))
+    expect(runner_row(page, CLEANUP)).to_have_count(1)
+    assert page.evaluate("window.__samePage") == "still here"
+    assert navigations == [], f"the page navigated: {navigations}"
