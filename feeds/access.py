@@ -13,6 +13,7 @@ from django.contrib.auth import authenticate
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import Http404, HttpRequest, HttpResponse
 
+from api.keys import FEEDS_READ, request_key_scopes
 from feeds.models import Feed
 from feeds.selectors import feed_get
 from proget_web.advanced_settings.selectors import setting_get
@@ -39,7 +40,7 @@ def may_read(request: HttpRequest) -> bool:
     """Whether this request may read feeds."""
     if setting_get("Feeds.AnonymousRead") or request.user.is_authenticated:
         return True
-    return basic_auth_user(request) is not None
+    return basic_auth_user(request) is not None or FEEDS_READ in request_key_scopes(request)
 
 
 def feed_readable(view: FeedView) -> FeedView:

@@ -19,6 +19,7 @@ from django.http.multipartparser import MultiPartParser, MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from api.keys import request_key_user
 from feeds.access import BASIC_REALM, basic_auth_user
 from feeds.selectors import feed_get
 from feeds.upload import MAX_UPLOAD_BYTES, UploadError, package_upload, upload_permitted
@@ -90,8 +91,9 @@ def _parse(request: HttpRequest) -> tuple[dict[str, str], TemporaryUploadedFile]
 
 
 def _authorized(request: HttpRequest) -> AbstractBaseUser:
-    """The uploading user, from basic auth only (a session cookie never counts: this view is CSRF-exempt)."""
-    user = basic_auth_user(request)
+    """The uploading user or API key, from basic auth or X-ApiKey only (a session cookie never counts: this view
+    is CSRF-exempt)."""
+    user = basic_auth_user(request) or request_key_user(request)
     if user is None:
         raise UploadError("authentication required: send a user name and password (HTTP basic auth)", status=401)
     return user

@@ -13,18 +13,18 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_ENTRIES = 256
 
 
-def parse_allowed_ips(text: str) -> tuple[IPNetwork, ...]:
-    """Parse an allowlist; raise ValueError naming the first bad entry and the accepted forms."""
+def parse_allowed_ips(text: str, *, setting: str = "Service.MessengerAllowedIps") -> tuple[IPNetwork, ...]:
+    """Parse an allowlist; raise ValueError naming `setting`, the first bad entry and the accepted forms."""
     entries = [e for e in text.replace(",", " ").split() if e]
     if len(entries) > MAX_ENTRIES:
-        raise ValueError(f"Service.MessengerAllowedIps has {len(entries)} entries; at most {MAX_ENTRIES} are allowed")
+        raise ValueError(f"{setting} has {len(entries)} entries; at most {MAX_ENTRIES} are allowed")
     networks = []
     for entry in entries:
         try:
             networks.append(ipaddress.ip_network(entry, strict=False))
         except ValueError:
             raise ValueError(
-                f"Service.MessengerAllowedIps must be a list of IP addresses or CIDR networks "
+                f"{setting} must be a list of IP addresses or CIDR networks "
                 f"(e.g. 10.0.0.5, 10.0.0.0/24, ::1) separated by commas; {entry[:60]!r} is neither"
             ) from None
     return tuple(networks)

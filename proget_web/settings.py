@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "messenger",
     "indexer",
     "feeds",
+    "api",
 ]
 
 MIDDLEWARE = [

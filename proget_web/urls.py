@@ -13,4 +13,5 @@ urlpatterns = [
     path("", include("proget_web.status.urls")),
     path("", include("feeds.urls")),
     path("", include("proget_web.feedpages.urls")),
+    path("", include("api.urls")),
 ]

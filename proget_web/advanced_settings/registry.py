@@ -6,6 +6,7 @@ An empty value always means "use the default".
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -213,6 +214,35 @@ SETTINGS: tuple[Setting, ...] = (
         description="Whether an upload may replace a package file that is already in the feed. When false "
         "(the default), uploading a file name that exists is refused (409 Conflict), as on pypi.org.",
         live=True,
+    ),
+    Setting(
+        name="Service.HeartbeatSeconds",
+        kind=Kind.INTEGER,
+        default="3",
+        description="How often, in seconds, each service node renews its registry heartbeat, and the primary "
+        "its lease (a standby tries to take a stale lease just as often).",
+        live=True,
+        minimum=1,
+        maximum=60,
+    ),
+    Setting(
+        name="Service.FailoverStaleSeconds",
+        kind=Kind.INTEGER,
+        default="10",
+        description="After how many seconds without a renewal the primary lease counts as stale, so a standby "
+        "service node takes over. Keep it at least twice Service.HeartbeatSeconds.",
+        live=True,
+        minimum=2,
+        maximum=600,
+    ),
+    Setting(
+        name="Metrics.AllowedIps",
+        kind=Kind.TEXT,
+        default="",
+        description="IP addresses or CIDR networks that may scrape /metrics without an API key, separated by "
+        "commas. Empty allows no address: scrapers then need an API key with the metrics:read scope.",
+        live=True,
+        validator=functools.partial(parse_allowed_ips, setting="Metrics.AllowedIps"),
     ),
 )
 

@@ -18,6 +18,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import DatabaseError
 
+from api.metrics import status_link_rtt_observe
 from messenger.client import ClientState, MessengerClient
 from messenger.config import MessengerSettings, local_resolver, messenger_settings
 from messenger.endpoint import socket_path
@@ -325,6 +326,7 @@ class ServiceLink:
                 self._rtt_ms = None
             else:
                 self._rtt_ms = round((time.perf_counter() - started) * 1000, 2)
+                status_link_rtt_observe(seconds=self._rtt_ms / 1000)
                 fingerprint = reply.get("fingerprint")
                 if isinstance(fingerprint, str):
                     self._service_fingerprint = fingerprint

@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from api.keys import api_key_create
 from feeds.indexing import feed_index
 from feeds.models import Feed
 from proget_web.advanced_settings.services import setting_set
@@ -143,6 +144,14 @@ class TestAnonymousReadOff:
     def test_wrong_or_malformed_credentials_get_401(self, client: Client) -> None:
         for header in (self.basic("alice", "wrong"), self.basic("bob", "s3cret-pass"), "Basic !!!", "Bearer x"):
             assert client.get("/pypi/main/simple/", HTTP_AUTHORIZATION=header).status_code == 401
+
+    def test_an_api_key_needs_the_feeds_read_scope(self, client: Client) -> None:
+        owner = User.objects.get(username="alice")
+        reader = api_key_create(name="ci", owner=owner, scopes=["feeds:read"]).token
+        uploader = api_key_create(name="up", owner=owner, scopes=["feeds:upload"]).token
+        assert client.get("/pypi/main/simple/pkg-a/", HTTP_X_APIKEY=reader).status_code == 200
+        assert client.get("/pypi/main/simple/pkg-a/", HTTP_AUTHORIZATION=self.basic("api", reader)).status_code == 200
+        assert client.get("/pypi/main/simple/pkg-a/", HTTP_X_APIKEY=uploader).status_code == 401
 
     def test_a_user_with_basic_auth_or_a_session_may_read(self, client: Client) -> None:
         auth = self.basic("alice", "s3cret-pass")

@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 
+from api.keys import api_key_create
 from feeds import views_upload
 from feeds.models import Feed, PackageFile
 from feeds.selectors import project_files
@@ -90,6 +91,16 @@ def test_a_user_holding_the_upload_permission_may_upload(feed: Feed, built: Path
     user = User.objects.create_user("ci", password="pw")
     user.user_permissions.add(Permission.objects.get(codename="upload_package", content_type__app_label="feeds"))
     assert upload(Client(), built, auth=basic("ci", "pw")).status_code == 200
+
+
+def test_an_api_key_uploads_only_with_the_feeds_upload_scope(feed: Feed, built: Path) -> None:
+    owner = User.objects.create_user("ci", password="pw")
+    reader = api_key_create(name="read", owner=owner, scopes=["feeds:read"]).token
+    uploader = api_key_create(name="up", owner=owner, scopes=["feeds:upload"]).token
+    assert upload(Client(), built, auth=basic("api", reader)).status_code == 403
+    assert stored(feed) == []
+    assert upload(Client(), built, auth=basic("api", uploader)).status_code == 200
+    assert stored(feed) == [built.name]
 
 
 @pytest.mark.parametrize("auth", [None, basic("uploader", "wrong"), basic("nobody", "secret"), "Basic !!!", "Bearer x"])

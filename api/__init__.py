@@ -1,0 +1,1 @@
+"""API keys, the JSON API, its OpenAPI description and the Prometheus metrics endpoint."""

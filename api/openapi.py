@@ -1,0 +1,202 @@
+"""The OpenAPI 3.0 description of the JSON API and /metrics, served at /api/openapi.json.
+
+Hand-written, and kept true by tests/api/test_openapi.py: every route of api/urls.py is described (or listed
+in NOT_DESCRIBED with why), every described path resolves to its view, and schemathesis checks the answers.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import proget_web
+from api.models import SCOPES
+
+# Routes of api/urls.py that are deliberately not part of the API description.
+NOT_DESCRIBED = {
+    "api-keys": "the API keys page: HTML for people, signed in with a session",
+    "api-not-found": "the JSON 404 for any other /api/ path",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str, **headers: str) -> dict[str, Any]:
+    response = _json(_ref("Error"), description)
+    if headers:
+        response["headers"] = {name: {"schema": {"type": "string"}, "description": text}
+                               for name, text in headers.items()}
+    return response
+
+
+UNAUTHORIZED = _error("No API key, or an invalid, revoked or expired one.",
+                      **{"WWW-Authenticate": "Basic realm=\"api\": the key may also be sent as basic-auth password"})
+FORBIDDEN = _error("The API key lacks the scope this endpoint needs.")
+NOT_ALLOWED = _error("Method not allowed.", Allow="the allowed methods")
+BAD_REQUEST = _error("The request is malformed or a value is refused; the message says which and why.")
+UNREACHABLE = _error("The service node is not reachable (Retry-After), or the messenger is misconfigured.",
+                     **{"Retry-After": "seconds to wait, sent only when retrying can help"})
+BAD_GATEWAY = _error("The service node refused the request.")
+AUTH_ERRORS = {"401": UNAUTHORIZED, "403": FORBIDDEN, "405": NOT_ALLOWED}
+
+
+def _operation(*, summary: str, scope: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"summary": summary, "description": f"Scope: `{scope}`.", "responses": {**responses, **AUTH_ERRORS},
+            **extra}
+
+
+def _runner_action(summary: str, ok: dict[str, Any], *extra: tuple[str, dict[str, Any]]) -> dict:
+    return {"post": _operation(
+        summary=summary, scope="service:control",
+        parameters=[{"name": "name", "in": "path", "required": True, "description": "runner name, e.g. Feed Indexing",
+                     "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
+        responses={"200": ok, "400": BAD_REQUEST, "404": _error("No runner of that name."), "502": BAD_GATEWAY,
+                   "503": UNREACHABLE, **dict(extra)},
+    )}
+
+
+NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+    "Setting": {
+        "type": "object",
+        "required": ["name", "type", "value", "default", "isDefault", "live", "description", "updatedAt", "updatedBy"],
+        "properties": {
+            "name": {"type": "string"},
+            "type": {"type": "string", "enum": ["text", "integer", "boolean", "secret"]},
+            "value": {"type": "string", "description": "stored value, \"\" for the default; secrets masked"},
+            "default": {"type": "string"},
+            "isDefault": {"type": "boolean"},
+            "live": {"type": "boolean", "description": "applied without a restart"},
+            "description": {"type": "string"},
+            "updatedAt": NULLABLE_TIME,
+            "updatedBy": {"type": "string"},
+        },
+    },
+    "SettingsList": {"type": "object", "required": ["version", "settings"],
+                     "properties": {"version": {"type": "integer"},
+                                    "settings": {"type": "array", "items": _ref("Setting")}}},
+    "SettingChange": {"type": "object", "required": ["name", "value"],
+                      "properties": {"name": {"type": "string", "maxLength": 100},
+                                     "value": {"type": "string", "description": "\"\" restores the default"}}},
+    "SettingChanged": {"type": "object", "required": ["name", "changed", "version", "message"],
+                       "properties": {"name": {"type": "string"}, "changed": {"type": "boolean"},
+                                      "version": {"type": "integer"}, "message": {"type": "string"}}},
+    "ServiceStatus": {
+        "type": "object", "required": ["service", "runners", "logs", "seq"], "additionalProperties": True,
+        "properties": {
+            "service": {"type": "object", "description": "node, version, uptime, fingerprint, endpoint, "
+                        "settingsVersion, messenger counters, subscribers", "additionalProperties": True},
+            "runners": {"type": "object", "additionalProperties": _ref("RunnerState")},
+            "logs": {"type": "array", "items": {"type": "object"}},
+            "heartbeat": {"type": "object", "nullable": True},
+            "seq": {"type": "integer"},
+        },
+    },
+    "RunnerState": {"type": "object", "required": ["name", "state"], "additionalProperties": True,
+                    "properties": {"name": {"type": "string"},
+                                   "state": {"type": "string", "enum": ["idle", "running", "paused", "failed"]},
+                                   "lastStartedAt": NULLABLE_TIME, "nextRunAt": NULLABLE_TIME}},
+    "RunStarted": {"type": "object", "required": ["started", "message"],
+                   "properties": {"started": {"type": "boolean"}, "message": {"type": "string"}}},
+    "Trigger": {
+        "type": "object",
+        "required": ["id", "kind", "target", "state", "result", "requestedBy", "createdAt", "claimedBy", "claimedAt",
+                     "finishedAt"],
+        "properties": {
+            "id": {"type": "integer"},
+            "kind": {"type": "string", "enum": ["feed.reindex", "runner.run"]},
+            "target": {"type": "string"},
+            "state": {"type": "string", "enum": ["pending", "running", "done", "failed"]},
+            "result": {"type": "string"},
+            "requestedBy": {"type": "string"},
+            "createdAt": {"type": "string", "format": "date-time"},
+            "claimedBy": {"type": "string"},
+            "claimedAt": NULLABLE_TIME,
+            "finishedAt": NULLABLE_TIME,
+        },
+    },
+    "ReindexRequested": {"type": "object", "required": ["trigger", "nudged", "message"],
+                         "properties": {"trigger": _ref("Trigger"), "nudged": {"type": "boolean"},
+                                        "message": {"type": "string"}}},
+}
+
+PATHS: dict[str, Any] = {
+    "/api/openapi.json": {"get": {"summary": "This description.", "security": [],
+                                  "responses": {"200": _json({"type": "object"}, "The OpenAPI description.")}}},
+    "/api/settings/list": {"get": _operation(
+        summary="Every Advanced Setting (secrets masked).", scope="settings:read",
+        parameters=[{"name": "showAll", "in": "query", "required": False, "description": "include hidden settings",
+                     "schema": {"type": "boolean", "default": False}}],
+        responses={"200": _json(_ref("SettingsList"), "The settings in declaration order.")},
+    )},
+    "/api/settings/set": {"post": _operation(
+        summary="Change one setting: validated, stored, audited (source api) and applied like the page.",
+        scope="settings:write",
+        requestBody={"required": True, "content": {
+            "application/json": {"schema": _ref("SettingChange")},
+            "application/x-www-form-urlencoded": {"schema": _ref("SettingChange")}}},
+        responses={"200": _json(_ref("SettingChanged"), "Stored (or already that value)."), "400": BAD_REQUEST},
+    )},
+    "/api/service/status": {"get": _operation(
+        summary="The service node's status snapshot: identity, messenger counters, runners, recent log lines.",
+        scope="service:read",
+        parameters=[{"name": "logs", "in": "query", "required": False, "description": "log lines to include",
+                     "schema": {"type": "integer", "minimum": 0, "maximum": 200, "default": 0}}],
+        responses={"200": _json(_ref("ServiceStatus"), "The snapshot."), "400": BAD_REQUEST,
+                   "502": BAD_GATEWAY, "503": UNREACHABLE},
+    )},
+    "/api/service/runners/{name}/run": _runner_action(
+        "Run a task runner now (even when paused).", _json(_ref("RunStarted"), "The run started."),
+        ("409", _error("The runner is already running."))),
+    "/api/service/runners/{name}/pause": _runner_action(
+        "Pause a task runner (a run in progress finishes).", _json(_ref("RunnerState"), "Paused.")),
+    "/api/service/runners/{name}/resume": _runner_action(
+        "Resume a paused task runner.", _json(_ref("RunnerState"), "Resumed.")),
+    "/api/feeds/{feed}/reindex": {"post": _operation(
+        summary="Reindex a feed: a durable trigger, then a nudge (queued if the service is down).",
+        scope="feeds:reindex",
+        parameters=[{"name": "feed", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}],
+        responses={"202": _json(_ref("ReindexRequested"), "Requested; follow it at /api/triggers/{id}."),
+                   "400": BAD_REQUEST, "404": _error("No feed of that name.")},
+    )},
+    "/api/triggers/{id}": {"get": _operation(
+        summary="One trigger (a reindex or run request) and what became of it.", scope="feeds:read or feeds:reindex",
+        parameters=[{"name": "id", "in": "path", "required": True,
+                     "schema": {"type": "integer", "format": "int64", "minimum": 1}}],
+        responses={"200": _json(_ref("Trigger"), "The trigger."), "404": _error("No such trigger.")},
+    )},
+    "/metrics": {"get": {
+        "summary": "Prometheus metrics of this web process and of the service node.",
+        "description": "Scope: `metrics:read`, or a client address in the setting Metrics.AllowedIps.",
+        "responses": {"200": {"description": "Prometheus text format 0.0.4.",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}},
+                      "401": UNAUTHORIZED, "403": FORBIDDEN, "405": NOT_ALLOWED},
+    }},
+}
+
+DESCRIPTION: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "Package server API",
+        "version": proget_web.__version__,
+        "description": "Settings, service control, feed reindexing and metrics. Errors are JSON "
+        "`{\"error\": \"...\"}`. Scopes: " + "; ".join(f"`{name}` ({text})" for name, text in SCOPES) + ".",
+    },
+    "servers": [{"url": "/"}],
+    "security": [{"apiKeyHeader": []}, {"basicAuth": []}],
+    "paths": PATHS,
+    "components": {
+        "securitySchemes": {
+            "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-ApiKey"},
+            "basicAuth": {"type": "http", "scheme": "basic",
+                          "description": "user name `api`, the API key as password (what pip and twine send)"},
+        },
+        "schemas": SCHEMAS,
+    },
+}

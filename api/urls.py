@@ -1,0 +1,18 @@
+"""URLs of the JSON API (/api/...), its OpenAPI description, /metrics and the API keys page."""
+from django.urls import path, re_path
+
+from api import admin_views, views
+
+urlpatterns = [
+    path("api/openapi.json", views.openapi_view, name="api-openapi"),
+    path("api/settings/list", views.settings_list_view, name="api-settings-list"),
+    path("api/settings/set", views.settings_set_view, name="api-settings-set"),
+    path("api/service/status", views.service_status_view, name="api-service-status"),
+    re_path(r"^api/service/runners/(?P<name>[^/]+)/(?P<action>run|pause|resume)$", views.runner_action_view,
+            name="api-runner-action"),
+    path("api/feeds/<str:feed>/reindex", views.feed_reindex_view, name="api-feed-reindex"),
+    path("api/triggers/<int:trigger_id>", views.trigger_view, name="api-trigger"),
+    re_path(r"^api/(?P<path>.*)$", views.not_found_view, name="api-not-found"),
+    path("metrics", views.metrics_view, name="metrics"),
+    path("administration/api-keys", admin_views.api_keys_page, name="api-keys"),
+]

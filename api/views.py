@@ -1,0 +1,189 @@
+"""The JSON API (settings, service, feeds, triggers), its OpenAPI description, and /metrics: thin interfaces.
+
+Each view parses its input and calls the core (administration.services, selectors, indexer, the messenger);
+authentication, scopes and error shapes are api.endpoint's job, so no view sees a request without a valid key.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api import metrics, openapi
+from api.endpoint import ApiError, api_endpoint, key_required, request_fields, service_unavailable, text_field
+from api.keys import api_key_actor, request_ip
+from api.metrics_access import metrics_ip_allowed
+from api.models import ApiKey
+from api.service import service_request
+from feeds.selectors import feed_get
+from indexer.models import Trigger
+from indexer.trigger_requests import trigger_request
+from indexer.triggers import TriggerError, trigger_get
+from messenger.config import KEY_SETTING
+from messenger.errors import MessengerError, MessengerUnavailable, RemoteError
+from proget_web.administration.services import messenger_key_set, setting_change
+from proget_web.advanced_settings.registry import SettingValueError, UnknownSetting
+from proget_web.advanced_settings.selectors import mask, settings_list, settings_version
+
+logger = logging.getLogger(__name__)
+
+API_SOURCE = "api"
+# Runner names are short display names ("Feed Indexing"); the status page refuses longer ones the same way.
+MAX_RUNNER_NAME = 200
+# Ids are 64-bit database keys; a longer number is no trigger (and must not reach the database driver).
+MAX_ID = 2**63 - 1
+# The service's log lines a status request may ask for (the service itself caps it at 200).
+MAX_STATUS_LOGS = 200
+RUNNER_REQUESTS = {"run": "runner.run", "pause": "runner.pause", "resume": "runner.resume"}
+
+
+def _service_reply(type: str, body: dict | None = None) -> dict:
+    """The service's reply; ApiError 503 (Retry-After when waiting helps) or 502 when it refused."""
+    try:
+        return service_request(type, body=body)
+    except MessengerUnavailable as exc:
+        raise service_unavailable(f"service not reachable: {exc.reason}", retry=True) from None
+    except RemoteError as exc:
+        if str(exc).startswith("unknown runner"):
+            raise ApiError(str(exc), status=404) from None
+        raise ApiError(f"the service refused: {exc}", status=502) from None
+    except MessengerError as exc:
+        raise service_unavailable(f"messenger error: {exc}", retry=False) from None
+
+
+# --- settings ---
+
+@api_endpoint(scopes=["settings:read"], methods=["GET"])
+def settings_list_view(request: HttpRequest, *, key: ApiKey) -> HttpResponse:
+    """Every setting (hidden ones with ?showAll=true); secrets masked."""
+    show_all = request.GET.get("showAll", "false").lower() in {"1", "true", "yes"}
+    settings = [
+        {
+            "name": view.definition.name,
+            "type": view.definition.kind.value,
+            "value": view.shown,
+            "default": mask(view.definition, view.definition.default),
+            "isDefault": view.is_default,
+            "live": view.definition.live,
+            "description": view.definition.description,
+            "updatedAt": view.updated_at.isoformat() if view.updated_at else None,
+            "updatedBy": view.updated_by,
+        }
+        for view in settings_list(include_hidden=show_all)
+    ]
+    return JsonResponse({"version": settings_version(), "settings": settings})
+
+
+@api_endpoint(scopes=["settings:write"], methods=["POST"])
+def settings_set_view(request: HttpRequest, *, key: ApiKey) -> HttpResponse:
+    """Change one setting exactly as the Advanced Settings page does (validated, audited with source "api")."""
+    fields = request_fields(request)
+    name, value = text_field(fields, "name"), text_field(fields, "value")
+    actor = api_key_actor(key)
+    try:
+        if name == KEY_SETTING and not value.strip():
+            messenger_key_set(value=value, actor=actor)  # refuses an empty key with the page's message
+        outcome = setting_change(name=name, value=value, actor=actor, source=API_SOURCE)
+    except (UnknownSetting, SettingValueError) as exc:
+        raise ApiError(str(exc), status=400) from None
+    return JsonResponse({"name": outcome.name, "changed": outcome.change is not None,
+                         "version": settings_version(), "message": str(outcome)})
+
+
+# --- service ---
+
+@api_endpoint(scopes=["service:read"], methods=["GET"])
+def service_status_view(request: HttpRequest, *, key: ApiKey) -> HttpResponse:
+    """The service node's snapshot: identity, messenger counters, runners, and the last ?logs=N log lines."""
+    logs_text = request.GET.get("logs", "0")
+    if not logs_text.isascii() or not logs_text.isdigit() or int(logs_text) > MAX_STATUS_LOGS:
+        raise ApiError(f"'logs' must be a whole number from 0 to {MAX_STATUS_LOGS}", status=400)
+    return JsonResponse(_service_reply("status.snapshot", {"logs": int(logs_text)}))
+
+
+@api_endpoint(scopes=["service:control"], methods=["POST"])
+def runner_action_view(request: HttpRequest, *, key: ApiKey, name: str, action: str) -> HttpResponse:
+    """Run, pause or resume a task runner; 409 when a run is asked for while one is in progress."""
+    if not name.strip() or len(name) > MAX_RUNNER_NAME:
+        raise ApiError(f"a runner name is 1-{MAX_RUNNER_NAME} characters", status=400)
+    reply = _service_reply(RUNNER_REQUESTS[action], {"name": name})
+    logger.info("api: %s %s by %s", action, name, api_key_actor(key))
+    if action == "run" and reply.get("started") is False:
+        raise ApiError(str(reply.get("message") or f"{name} is already running"), status=409)
+    return JsonResponse(reply)
+
+
+# --- feeds and triggers ---
+
+def _trigger_json(trigger: Trigger) -> dict[str, Any]:
+    return {
+        "id": trigger.id,
+        "kind": trigger.kind,
+        "target": trigger.target,
+        "state": trigger.state,
+        "result": trigger.result,
+        "requestedBy": trigger.requested_by,
+        "createdAt": trigger.created_at.isoformat(),
+        "claimedBy": trigger.claimed_by,
+        "claimedAt": trigger.claimed_at.isoformat() if trigger.claimed_at else None,
+        "finishedAt": trigger.finished_at.isoformat() if trigger.finished_at else None,
+    }
+
+
+@api_endpoint(scopes=["feeds:reindex"], methods=["POST"])
+def feed_reindex_view(request: HttpRequest, *, key: ApiKey, feed: str) -> HttpResponse:
+    """Queue a durable reindex of `feed` and nudge the service; 202 with the trigger, even with the service down."""
+    found = feed_get(name=feed)
+    if found is None:
+        raise ApiError(f"no feed called {feed!r}", status=404)
+    try:
+        outcome = trigger_request(kind=Trigger.Kind.FEED_REINDEX, target=found.name, requested_by=api_key_actor(key))
+    except TriggerError as exc:
+        raise ApiError(str(exc), status=400) from None
+    outcome.trigger.refresh_from_db()
+    return JsonResponse({"trigger": _trigger_json(outcome.trigger), "nudged": outcome.nudged,
+                         "message": outcome.message}, status=202)
+
+
+@api_endpoint(scopes=["feeds:read", "feeds:reindex"], methods=["GET"])
+def trigger_view(request: HttpRequest, *, key: ApiKey, trigger_id: int) -> HttpResponse:
+    """One trigger: pending, running, done or failed, and what happened."""
+    trigger = trigger_get(trigger_id=trigger_id) if 0 < trigger_id <= MAX_ID else None
+    if trigger is None:
+        raise ApiError(f"no trigger {trigger_id} (finished triggers are deleted after a few days)", status=404)
+    return JsonResponse(_trigger_json(trigger))
+
+
+# --- the description, unknown paths, metrics ---
+
+@require_GET
+def openapi_view(request: HttpRequest) -> HttpResponse:
+    """The OpenAPI description of this API (public: it holds no data)."""
+    return JsonResponse(openapi.DESCRIPTION)
+
+
+@csrf_exempt
+def not_found_view(request: HttpRequest, path: str) -> HttpResponse:
+    """Any other /api/ path: a JSON 404 rather than the HTML page."""
+    return ApiError(f"no API endpoint /api/{path} (see /api/openapi.json)", status=404).response()
+
+
+@csrf_exempt
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus text format, for an API key with metrics:read or a client in Metrics.AllowedIps."""
+    try:
+        if request.method != "GET":
+            raise ApiError(f"{request.method} is not allowed here (allowed: GET)", status=405,
+                           headers={"Allow": "GET"})
+        if not metrics_ip_allowed(request_ip(request)):
+            key_required(request, scopes=["metrics:read"])
+    except ApiError as exc:
+        response: HttpResponse = exc.response()
+    else:
+        response = HttpResponse(generate_latest(metrics.REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    metrics.api_request_count(endpoint="metrics_view", status=response.status_code)
+    return response
