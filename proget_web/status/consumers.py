@@ -14,7 +14,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from messenger.errors import MessengerError, MessengerUnavailable, RemoteError
-from proget_web.status.link import STATUS_GROUP, ServiceLink, service_link
+from proget_web.status.link import EVENT_SNAPSHOT, ServiceLink, service_link
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +37,7 @@ ACTIONS = frozenset({*CONTROL_ACTIONS, RECONNECT})
 
 # Server -> browser message types.
 MSG_SNAPSHOT = "snapshot"  # {"snapshot": {...} | None, "link": {...}, "canControl": bool}
-MSG_EVENTS = "events"  # {"events": [...], "dropped": n}
-MSG_LINK = "link"  # {"link": {...}}
+# "events" and "link" messages are encoded by the link once for all viewers (link.BROWSER_EVENTS/_LINK).
 MSG_REPLY = "reply"  # {"action", "runner"?, "id"?, "result": {...}}
 MSG_ERROR = "error"  # {"action"?, "runner"?, "id"?, "message": "..."}
 
@@ -89,16 +88,14 @@ class ServiceStatusConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)  # accepted first so the page can tell why and stop retrying
             return
         self.can_control = can_control
-        await self.channel_layer.group_add(STATUS_GROUP, self.channel_name)
         self.link = service_link()
-        self.link.join()
+        self.link.join(self)
         await self.send_json({"type": MSG_SNAPSHOT, **self.link.view(), "canControl": can_control})
 
     async def disconnect(self, code: int) -> None:
         link, self.link = self.link, None
         if link is not None:
-            await self.channel_layer.group_discard(STATUS_GROUP, self.channel_name)
-            link.leave()
+            link.leave(self)
 
     # --- browser -> server ---
 
@@ -149,17 +146,15 @@ class ServiceStatusConsumer(AsyncJsonWebsocketConsumer):
             logger.info("status page: %s %s by %s", action, message.get("runner", ""), self.scope["user"])
             await self._reply(message, result)
 
-    # --- group -> browser (handlers named after link.EVENT_*) ---
+    # --- link -> browser ---
 
-    async def status_snapshot(self, event: dict) -> None:
-        await self.send_json({"type": MSG_SNAPSHOT, "snapshot": event["snapshot"], "link": event["link"],
-                              "canControl": self.can_control})
-
-    async def status_events(self, event: dict) -> None:
-        await self.send_json({"type": MSG_EVENTS, "events": event["events"], "dropped": event.get("dropped", 0)})
-
-    async def status_link(self, event: dict) -> None:
-        await self.send_json({"type": MSG_LINK, "link": event["link"]})
+    async def deliver(self, message: dict) -> None:
+        """A message from this process's service link (link.EVENT_*)."""
+        if message["type"] == EVENT_SNAPSHOT:
+            await self.send_json({"type": MSG_SNAPSHOT, "snapshot": message["snapshot"], "link": message["link"],
+                                  "canControl": self.can_control})
+        else:  # events and link state: JSON text encoded once by the link for every viewer
+            await self.send(text_data=message["text"])
 
     # --- helpers ---
 

@@ -1,8 +1,13 @@
 """The per-process link from this web process to the service: one messenger client, at most one status stream.
 
 Guarantees: service→web traffic does not grow with viewers (one `status.subscribe` per process, opened with
-the first viewer, cancelled LINGER_SECONDS after the last); viewers get coalesced, bounded group messages at
-most every FLUSH_INTERVAL; nothing here waits without a timeout, so no page or consumer blocks on the service.
+the first viewer, cancelled LINGER_SECONDS after the last); viewers get coalesced, bounded messages at most
+every FLUSH_INTERVAL; nothing here waits without a timeout, so no page or consumer blocks on the service.
+
+Fan-out is in-process: the viewers of this process register with the link, which hands each flush to all of
+them directly. A Channels group would add nothing (it has to be per process anyway: with channels_redis a
+shared group would deliver every process's fan-out to every viewer) and costs O(viewers²) per message on the
+in-memory layer, whose every receive sweeps all channels for expiry.
 """
 from __future__ import annotations
 
@@ -11,11 +16,10 @@ import functools
 import logging
 import math
 import time
-import uuid
-from typing import Any
+from typing import Any, Protocol
 
+import orjson
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.db import DatabaseError
 
 from api.metrics import status_link_rtt_observe
@@ -28,24 +32,25 @@ from proget_web.status.state import HEARTBEAT, RUNNER, ServiceStatus
 
 logger = logging.getLogger(__name__)
 
-# The Channels group every Service Status viewer of THIS process joins. Per process, because with channels_redis a
-# group spans processes: a shared name would deliver every process's fan-out to every viewer (N copies each).
-STATUS_GROUP = f"service-status.{uuid.uuid4().hex}"
-# Group message types (the consumer's handler is the name with "." replaced by "_").
+# Message types handed to viewers (Viewer.deliver).
 EVENT_SNAPSHOT = "status.snapshot"  # {"snapshot": {...} | None, "link": {...}}: replaces everything
 EVENT_EVENTS = "status.events"  # {"events": [...], "dropped": n}: apply in order
 EVENT_LINK = "status.link"  # {"link": {...}}: the link's own connection state
+# The browser messages the link encodes ONCE per flush for every viewer: events and link state are handed over
+# as ready JSON text ("text"), so a viewer costs neither a copy nor a JSON encode per batch.
+BROWSER_EVENTS = "events"  # {"events": [...], "dropped": n}
+BROWSER_LINK = "link"  # {"link": {...}}
 
 SUBSCRIBE = "status.subscribe"
 
 # Absorbs a page reload: the stream stays open this long after the last viewer left.
 LINGER_SECONDS = 2.0
-# At most ten group messages a second per process, whatever the service's event rate (DESIGN flow 2).
+# At most ten messages a second to the viewers, whatever the service's event rate (DESIGN flow 2).
 FLUSH_INTERVAL = 0.1
 # Events waiting for the next flush; beyond this a fresh snapshot (bounded: 200 log lines) replaces them.
 MAX_PENDING_EVENTS = 1000
-# Events per group message: keeps one message well under channels_redis' comfortable size.
-GROUP_BATCH_EVENTS = 500
+# Events per message: keeps one WebSocket message a browser parses at once small.
+BATCH_EVENTS = 500
 # How often the settings version is polled while viewers exist (the service itself polls every 5 s).
 SETTINGS_POLL_SECONDS = 3.0
 # Round-trip measurement cadence while connected.
@@ -58,11 +63,22 @@ ACTION_TIMEOUT = 3.0
 CONNECT_TIMEOUT = 2.0
 # Reading settings from the database: a locked SQLite file must not stall the link forever.
 DB_TIMEOUT = 5.0
-# A channel layer (Redis) that does not answer in this long is skipped for this message.
-GROUP_SEND_TIMEOUT = 2.0
+# A viewer whose WebSocket does not take a message in this long misses it (it gets the next snapshot).
+DELIVER_TIMEOUT = 2.0
 # Between status.subscribe attempts on a connection that refuses it: doubles up to the max.
 RESUBSCRIBE_MIN = 0.2
 RESUBSCRIBE_MAX = 10.0
+
+
+class Viewer(Protocol):
+    """What the link fans out to: a Service Status consumer of this process."""
+
+    async def deliver(self, message: dict) -> None: ...
+
+
+def _encode(message: dict) -> str:
+    """A browser message as JSON text, encoded once for all viewers."""
+    return orjson.dumps(message).decode()
 
 
 class ServiceLink:
@@ -71,7 +87,7 @@ class ServiceLink:
     def __init__(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.status = ServiceStatus()
-        self.viewers = 0
+        self._viewers: set[Viewer] = set()
         self.subscriptions_opened = 0  # status.subscribe calls that succeeded (diagnostics, tests)
         self._session: asyncio.Task[None] | None = None
         self._linger: asyncio.TimerHandle | None = None
@@ -96,18 +112,23 @@ class ServiceLink:
 
     # --- viewers ---
 
-    def join(self) -> None:
+    @property
+    def viewers(self) -> int:
+        """How many viewers of this process watch the status."""
+        return len(self._viewers)
+
+    def join(self, viewer: Viewer) -> None:
         """A viewer arrived: open the stream if this is the first one (or cancel a pending close)."""
-        self.viewers += 1
+        self._viewers.add(viewer)
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
         if self._session is None:
             self._start_session()
 
-    def leave(self) -> None:
+    def leave(self, viewer: Viewer) -> None:
         """A viewer left: after the last one, close the stream once LINGER_SECONDS pass without a new one."""
-        self.viewers = max(0, self.viewers - 1)
+        self._viewers.discard(viewer)
         if self.viewers == 0 and self._session is not None and self._linger is None:
             self._linger = self.loop.call_later(LINGER_SECONDS, self._linger_expired)
 
@@ -389,21 +410,20 @@ class ServiceLink:
             self._out_dropped = 0
         events, dropped = self._out_events, self._out_dropped
         self._out_events, self._out_slots, self._out_dropped = [], {}, 0
-        for start in range(0, len(events), GROUP_BATCH_EVENTS):
-            messages.append({"type": EVENT_EVENTS, "events": events[start:start + GROUP_BATCH_EVENTS], "dropped": 0})
-        if dropped:
-            if len(messages) > 0 and messages[-1]["type"] == EVENT_EVENTS:
-                messages[-1]["dropped"] = dropped
-            else:
-                messages.append({"type": EVENT_EVENTS, "events": [], "dropped": dropped})
+        batches = [events[start:start + BATCH_EVENTS] for start in range(0, len(events), BATCH_EVENTS)]
+        if dropped and not batches:
+            batches = [[]]
+        for index, batch in enumerate(batches):
+            last = index == len(batches) - 1
+            browser = {"type": BROWSER_EVENTS, "events": batch, "dropped": dropped if last else 0}
+            messages.append({"type": EVENT_EVENTS, "text": _encode(browser)})
         if self._out_link:
-            messages.append({"type": EVENT_LINK, "link": self.link_json()})
+            messages.append({"type": EVENT_LINK, "text": _encode({"type": BROWSER_LINK, "link": self.link_json()})})
             self._out_link = False
         return messages
 
     async def _flush_loop(self) -> None:
-        """Send the outbox to the group, at most once per FLUSH_INTERVAL."""
-        layer = get_channel_layer()
+        """Hand the outbox to every viewer, at most once per FLUSH_INTERVAL."""
         while True:
             await self._out_wake.wait()
             delay = self._last_flush + FLUSH_INTERVAL - self.loop.time()
@@ -411,14 +431,19 @@ class ServiceLink:
                 await asyncio.sleep(delay)
             self._out_wake.clear()
             self._last_flush = self.loop.time()
-            if layer is None:
-                continue
             for message in self._take_outbox():
-                try:
-                    async with asyncio.timeout(GROUP_SEND_TIMEOUT):
-                        await layer.group_send(STATUS_GROUP, message)
-                except Exception as exc:  # a broken channel layer must not end the stream
-                    logger.warning("status link: group_send failed: %s", exc or type(exc).__name__)
+                await self._fan_out(message)
+
+    async def _fan_out(self, message: dict) -> None:
+        """Deliver `message` to all viewers at once; a stuck or closed one never holds up the others."""
+        viewers = list(self._viewers)
+        results = await asyncio.gather(
+            *(asyncio.wait_for(viewer.deliver(message), DELIVER_TIMEOUT) for viewer in viewers),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, Exception):
+                logger.debug("status link: a viewer missed a message: %s", result or type(result).__name__)
 
     def _address(self) -> str | None:
         """Where the client connects: the socket path, or HOST:PORT."""

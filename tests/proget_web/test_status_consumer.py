@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, Permission, User
 from django.test import Client
@@ -24,7 +23,7 @@ from proget_web.advanced_settings.services import setting_set
 from proget_web.asgi import application
 from proget_web.status import link as status_link
 from proget_web.status.consumers import CLOSE_FORBIDDEN
-from proget_web.status.link import STATUS_GROUP, service_link
+from proget_web.status.link import service_link
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -203,8 +202,9 @@ def events_of(message: dict, type: str) -> list[dict]:
     return [event for event in message.get("events", []) if event["type"] == type]
 
 
-def status_group_members() -> int:
-    return len(get_channel_layer().groups.get(STATUS_GROUP, {}))
+def status_viewers() -> int:
+    """Viewers registered with this process's service link (the fan-out's members)."""
+    return service_link().viewers
 
 
 @pytest.fixture(autouse=True)
@@ -316,7 +316,7 @@ def test_several_viewers_share_one_subscription(messenger_config: Any, admin_ses
             viewers = [await h.viewer(admin_session if n % 2 else viewer_session) for n in range(4)]
             assert h.service.subscribes == 1
             assert service_link().subscriptions_opened == 1
-            assert status_group_members() == 4
+            assert status_viewers() == 4
             line = h.service.log("one line for everybody")
             h.service.emit(line)
             for viewer in viewers:
@@ -338,7 +338,7 @@ def test_the_subscription_ends_after_the_last_viewer_and_the_linger(messenger_co
             assert h.service.open_streams == 1, "one viewer is still watching"
             await second.disconnect()
             h.viewers.remove(second)
-            assert status_group_members() == 0
+            assert status_viewers() == 0
             # A reload within the linger keeps the same stream.
             reload = await h.viewer(admin_session)
             assert h.service.subscribes == 1
@@ -348,7 +348,7 @@ def test_the_subscription_ends_after_the_last_viewer_and_the_linger(messenger_co
             assert h.service.open_streams == 1, "still lingering"
             await eventually(lambda: h.service.open_streams == 0, timeout=LINGER + 3)
             assert not service_link().active
-            assert status_group_members() == 0
+            assert status_viewers() == 0
             assert h.service.subscribes == 1
 
     run(main())
@@ -369,7 +369,7 @@ def test_users_without_the_view_permission_are_refused(messenger_config: Any, wh
             viewer = await h.viewer(session, expect_snapshot=False)
             closed = await viewer.receive_output(timeout=5)
             assert closed == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}
-            assert status_group_members() == 0
+            assert status_viewers() == 0
             assert h.service.subscribes == 0
             assert not service_link().active
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from messenger.config import messenger_settings
 from proget_web.advanced_settings.services import setting_set
 from proget_web.status import link as status_link
-from proget_web.status.link import EVENT_EVENTS, EVENT_LINK, EVENT_SNAPSHOT, ServiceLink, service_link
+from proget_web.status.link import EVENT_EVENTS, EVENT_SNAPSHOT, ServiceLink, service_link
 from proget_web.status.state import LOG_LINES, ServiceStatus
 from tests.proget_web.test_status_consumer import (  # noqa: F401 - fixtures
     RUNNER,
@@ -108,9 +109,12 @@ def test_runner_updates_and_heartbeats_coalesce_in_the_outbox() -> None:
 
     messages = run(main())
     assert [m["type"] for m in messages] == [EVENT_EVENTS]
-    events = messages[0]["events"]
-    assert [(e["type"], e["seq"]) for e in events] == [("runner", 59), ("log", 60), ("heartbeat", 71), ("log", 72)]
-    assert messages[0]["dropped"] == 4
+    # Encoded once for every viewer: the group message carries the browser's JSON text.
+    browser = json.loads(messages[0]["text"])
+    assert browser["type"] == "events"
+    assert [(e["type"], e["seq"]) for e in browser["events"]] == [("runner", 59), ("log", 60), ("heartbeat", 71),
+                                                                  ("log", 72)]
+    assert browser["dropped"] == 4
 
 
 def test_a_flood_beyond_the_bound_becomes_one_bounded_snapshot() -> None:
@@ -215,8 +219,29 @@ def test_actions_fail_fast_with_a_reason_when_the_service_is_down(live: tuple[An
     run(main())
 
 
-def test_group_messages_name_the_consumer_handlers() -> None:
-    from proget_web.status.consumers import ServiceStatusConsumer
+def test_a_stuck_or_broken_viewer_never_holds_up_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(status_link, "DELIVER_TIMEOUT", 0.2)
 
-    for type in (EVENT_SNAPSHOT, EVENT_EVENTS, EVENT_LINK):
-        assert callable(getattr(ServiceStatusConsumer, type.replace(".", "_")))
+    class Recorder:
+        def __init__(self, behaviour: str) -> None:
+            self.behaviour, self.got = behaviour, []
+
+        async def deliver(self, message: dict) -> None:
+            if self.behaviour == "stuck":
+                await asyncio.sleep(3600)
+            if self.behaviour == "broken":
+                raise ConnectionError("gone")
+            self.got.append(message)
+
+    async def main() -> tuple[list[dict], float]:
+        link = ServiceLink()
+        good = Recorder("good")
+        for viewer in (Recorder("stuck"), Recorder("broken"), good):
+            link._viewers.add(viewer)
+        started = time.monotonic()
+        await link._fan_out({"type": EVENT_EVENTS, "text": "{}"})
+        return good.got, time.monotonic() - started
+
+    got, took = run(main())
+    assert got == [{"type": EVENT_EVENTS, "text": "{}"}]
+    assert took < 1.0
