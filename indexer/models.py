@@ -1,4 +1,5 @@
-"""The service node's durable state: triggers (user requests to run something) and each runner's last run.
+"""The service node's durable state: triggers (user requests to run something), each runner's last run,
+the node registry, and the cluster's primary lease with its failover history.
 
 A Trigger row is written before anyone is told about it, so a request survives a messenger outage;
 a RunnerRecord keeps what must survive a restart (paused, last run).
@@ -33,6 +34,8 @@ class Trigger(models.Model):
     claimed_by = models.CharField(max_length=200, blank=True)  # the node that runs it
     claimed_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The primary lease's fencing token under which it was claimed (None: claimed outside any lease).
+    claim_token = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["state", "created_at"], name="indexer_trigger_state_created")]
@@ -81,3 +84,42 @@ class Node(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} node {self.name}"
+
+
+# The lease table holds exactly one row, with this id.
+LEASE_ID = 1
+
+
+class ServiceLease(models.Model):
+    """The primary lease: which service node runs the task runners, and until when (the database's clock).
+
+    `token` grows by one each time ownership changes; writes that must come from the primary are
+    conditional on it (fencing), so a node that lost the lease cannot claim or finish anything.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=LEASE_ID)
+    holder = models.CharField(max_length=200, blank=True)  # a Node name; empty before the first primary
+    token = models.BigIntegerField(default=0)
+    acquired_at = models.DateTimeField(null=True, blank=True)
+    renewed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    released = models.BooleanField(default=False)  # the holder stopped cleanly: take over at once
+
+    def __str__(self) -> str:
+        return f"primary lease: {self.holder or 'nobody'} (token {self.token})"
+
+
+class Failover(models.Model):
+    """One change of primary, for the cluster page: when, from whom, to whom, why."""
+
+    at = models.DateTimeField()
+    from_node = models.CharField(max_length=200, blank=True)  # empty for the cluster's first primary
+    to_node = models.CharField(max_length=200)
+    token = models.BigIntegerField()  # the new holder's fencing token
+    reason = models.TextField()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_node or '-'} -> {self.to_node} (token {self.token}): {self.reason}"

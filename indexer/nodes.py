@@ -1,6 +1,7 @@
 """The node registry: each node records who it is and keeps its heartbeat fresh.
 
-The cluster page reads it; the cluster issue adds the primary lease on top of it.
+The cluster page reads it; the primary lease (indexer.lease) names one of these nodes, and `tcp://*:PORT`
+resolves to that node's registered IP (indexer.cluster).
 """
 from __future__ import annotations
 

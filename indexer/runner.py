@@ -12,7 +12,7 @@ import enum
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -76,6 +76,7 @@ class RunContext:
     ) -> None:
         self.scheduler = scheduler
         self.node = scheduler.node
+        self.runner_name = runner.name
         self.target = target  # e.g. the feed a `feed.reindex` trigger names; None for a scheduled run
         self.trigger_id = trigger_id
         self.logger = logging.getLogger(type(runner).__module__)
@@ -174,6 +175,7 @@ class Scheduler:
     def __init__(
         self, runners: Sequence[Runner], *, node: str, on_change: Callable[[RunnerState], None] | None = None,
         clock: Callable[[], datetime] = timezone.now, max_sleep: float = DEFAULT_MAX_SLEEP_SECONDS,
+        gate: Callable[[RunContext], Awaitable[None]] | None = None,
     ) -> None:
         self._slots = {runner.name: _Slot(runner=runner) for runner in runners}
         if len(self._slots) != len(runners):
@@ -182,6 +184,7 @@ class Scheduler:
         self._on_change = on_change
         self._clock = clock
         self._max_sleep = max_sleep
+        self._gate = gate  # awaited before every run; raising fails the run (e.g. this node is not the primary)
         self._tasks: set[asyncio.Task] = set()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -394,6 +397,8 @@ class Scheduler:
         logger.log(runner.routine_log_level, "task runner %s started%s", runner.name, scope)
         finish = functools.partial(self._finish, slot, begun=begun, trigger_id=trigger_id)
         try:
+            if self._gate is not None:
+                await self._gate(ctx)
             message = str(await runner.run(ctx))
         except asyncio.CancelledError:
             await finish(ok=False, message="", error=INTERRUPTED_BY_STOP)

@@ -1,12 +1,15 @@
-"""The service node: runs the task runners, serves the messenger, streams its status, applies settings live.
+"""The service node: holds (or waits for) the primary lease, runs the task runners while primary, serves the
+messenger, streams its status, applies settings live.
 
-Signal handlers only set the stop event. Stopping (or restarting in place) publishes the new state,
-gives running tasks a bounded time to finish, fails the triggers it had to interrupt, and removes the
-messenger's socket file.
+Only the lease holder runs task runners and claims triggers; a standby serves its messenger and schedules
+nothing. Signal handlers only set the stop event. Stopping (or restarting in place) publishes the new
+state, gives running tasks a bounded time to finish, fails the triggers it had to interrupt, releases the
+lease and removes the messenger's socket file.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import signal
@@ -17,9 +20,22 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 import proget_web
+from indexer.lease import (
+    LeaseHeld,
+    LeaseTiming,
+    lease_acquire,
+    lease_get,
+    lease_release,
+    lease_timing,
+    term_end,
+    term_join,
+    term_leave,
+    term_set,
+    term_trusted,
+)
 from indexer.logstream import HubLogHandler
 from indexer.nodes import NodeIdentity, node_heartbeat, node_register, node_settings_applied
-from indexer.runner import RunnerState, Scheduler, State
+from indexer.runner import RunContext, RunnerState, Scheduler, State
 from indexer.service_handlers import ServiceHandlers
 from indexer.status import StatusHub
 from indexer.tasks import default_runners
@@ -36,6 +52,25 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 # How often the node looks for a settings change it was not nudged about (config.changed missed).
 SETTINGS_POLL_SECONDS = 5.0
 LOG_LEVEL_SETTING = "Diagnostics.MinimumLogLevel"
+# A run that becomes due in the instant between taking the lease and trusting it waits this long at most.
+GATE_WAIT_SECONDS = 1.0
+# How long a new term waits for its scheduler to have recovered and loaded before claims are allowed.
+TERM_START_TIMEOUT = 10.0
+PRIMARY, STANDBY = "primary", "standby"
+
+
+class NotPrimary(RuntimeError):
+    """A task runner was due on a node that does not (or no longer) hold the primary lease."""
+
+
+async def _primary_gate(ctx: RunContext) -> None:
+    """Let a run start only while this process holds (and trusts) the primary lease: a node woken from a
+    pause starts nothing. Waits briefly for the instant between taking the lease and trusting it."""
+    deadline = time.monotonic() + GATE_WAIT_SECONDS
+    while not term_trusted(node=ctx.node):
+        if time.monotonic() >= deadline:
+            raise NotPrimary(f"{ctx.node} does not hold the primary lease; {ctx.runner_name} not run")
+        await asyncio.sleep(0.05)
 
 
 def _read_settings() -> tuple[MessengerSettings, int, str]:
@@ -59,9 +94,12 @@ class ServiceNode:
         self._apply_lock = asyncio.Lock()
         self._background: set[asyncio.Task] = set()
         self._running: set[str] = set()
-        self.scheduler = Scheduler(
-            default_runners(heartbeat=self.heartbeat), node=settings.NODE_NAME, on_change=self._runner_changed
-        )
+        self.role = STANDBY
+        self.lease_token: int | None = None
+        self._term_task: asyncio.Task | None = None
+        self._term_scheduler: Scheduler | None = None
+        # A standby's scheduler is loaded (for the status page) but never run; each term as primary gets its own.
+        self.scheduler = self._new_scheduler()
         handlers = ServiceHandlers(node=self)
         self.server = MessengerServer(
             key=messenger.key,
@@ -81,6 +119,8 @@ class ServiceNode:
             "fingerprint": self.messenger.fingerprint,
             "endpoint": self.server.address,
             "settingsVersion": self.settings_version,
+            "role": self.role,
+            "leaseToken": self.lease_token,
             "messenger": self.server.stats.as_dict(),
             "subscribers": self.hub.subscriber_count,
         }
@@ -96,7 +136,16 @@ class ServiceNode:
         node_heartbeat(name=settings.NODE_NAME, endpoint=self.server.address,
                        key_fingerprint=self.messenger.fingerprint)
         self.hub.publish_heartbeat(self.info())
-        return "alive"
+        return f"alive ({self.role}, lease token {self.lease_token})"
+
+    def _new_scheduler(self, *, on_loaded: asyncio.Event | None = None) -> Scheduler:
+        def changed(state: RunnerState) -> None:
+            if on_loaded is not None:
+                on_loaded.set()  # the first change comes from load(), after run_forever's trigger recovery
+            self._runner_changed(state)
+
+        return Scheduler(default_runners(heartbeat=self.heartbeat), node=settings.NODE_NAME, on_change=changed,
+                         gate=_primary_gate)
 
     def _runner_changed(self, state: RunnerState) -> None:
         """Stream the change; when a run ends, start triggers that were queued behind it."""
@@ -132,24 +181,107 @@ class ServiceNode:
             await sync_to_async(node_register)(identity=self.identity())
             await sync_to_async(node_settings_applied)(name=settings.NODE_NAME, version=self.settings_version)
             await self.scheduler.load()
+            await self.scheduler.stop(0)  # the standby's scheduler: states only, it never runs
             for state in self.scheduler.states():
                 self.hub.publish_runner(state.as_json())
             self.hub.publish_event("service", {"state": "running"})
             logger.info("service node %s listening on %s (key %s)",
                         settings.NODE_NAME, self.server.address, self.messenger.fingerprint)
+            term_join(node=settings.NODE_NAME)
             async with asyncio.TaskGroup() as group:
-                scheduler_task = group.create_task(self.scheduler.run_forever())
+                lease_task = group.create_task(self._hold_lease())
                 watcher = group.create_task(self._watch_settings())
                 await self._stop.wait()
                 state = "restarting" if self.restart_requested else "stopping"
                 logger.info("service node %s %s", settings.NODE_NAME, state)
                 self.hub.publish_event("service", {"state": state})
                 watcher.cancel()
-                await self.scheduler.stop(SHUTDOWN_GRACE_SECONDS)
-                await scheduler_task
+                lease_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lease_task
+                token = self.lease_token
+                await self._end_term(f"service node {state}", grace=SHUTDOWN_GRACE_SECONDS)
+                if token is not None:
+                    await sync_to_async(lease_release)(node=settings.NODE_NAME, token=token)
         finally:
+            term_leave(node=settings.NODE_NAME)
             await self.server.close()
             root.removeHandler(self.log_handler)
+
+    # -- the primary lease -------------------------------------------------------------------------
+
+    async def _hold_lease(self) -> None:
+        """Every heartbeat: renew the lease (primary) or try to take it (standby), and beat the registry."""
+        trusted_until = 0.0
+        timing = LeaseTiming(heartbeat=3.0, stale=10.0)  # the settings' defaults, until they can be read
+        while True:
+            try:
+                timing = await sync_to_async(lease_timing)()
+            except Exception as exc:
+                logger.error("lease timing not read, keeping %s: %s", timing, exc)
+            asked = time.monotonic()
+            try:
+                held: LeaseHeld | None = await sync_to_async(lease_acquire)(
+                    node=settings.NODE_NAME, token=self.lease_token, stale_seconds=timing.stale
+                )
+            except Exception as exc:  # the database is unreachable: keep the term only while it is trusted
+                logger.error("primary lease not renewed: %s", exc)
+                if self.lease_token is not None and time.monotonic() >= trusted_until:
+                    await self._end_term("the lease could not be renewed before it went stale")
+            else:
+                if held is None and self.lease_token is not None:
+                    lease = await sync_to_async(lease_get)()
+                    who = f"{lease.holder} (token {lease.token})" if lease else "nobody"
+                    await self._end_term(f"the lease (token {self.lease_token}) is now held by {who}")
+                elif held is not None:
+                    # The database's expiry is at least `stale` after `asked`: stop trusting the term before it.
+                    trusted_until = asked + timing.stale - timing.local_margin
+                    if held.acquired:
+                        await self._end_term("the lease was taken again under a new token")
+                        await self._begin_term(held.token, trusted_until)
+                    else:
+                        term_set(node=settings.NODE_NAME, token=held.token, trusted_until=trusted_until)
+            try:
+                await sync_to_async(node_heartbeat)(name=settings.NODE_NAME, endpoint=self.server.address,
+                                                    key_fingerprint=self.messenger.fingerprint)
+            except Exception as exc:
+                logger.error("registry heartbeat not recorded: %s", exc)
+            await asyncio.sleep(timing.heartbeat)
+
+    async def _begin_term(self, token: int, trusted_until: float) -> None:
+        """Become the primary under `token`: run a fresh scheduler, then allow fenced claims."""
+        loaded = asyncio.Event()
+        scheduler = self._new_scheduler(on_loaded=loaded)
+        self.lease_token, self.role, self._term_scheduler = token, PRIMARY, scheduler
+        self._term_task = asyncio.get_running_loop().create_task(scheduler.run_forever())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(loaded.wait(), TERM_START_TIMEOUT)
+        self.scheduler = scheduler
+        term_set(node=settings.NODE_NAME, token=token, trusted_until=trusted_until)
+        logger.info("service node %s runs the task runners (primary, lease token %s)", settings.NODE_NAME, token)
+        self.hub.publish_event("service", {"state": "running", "role": PRIMARY, "leaseToken": token})
+
+    async def _end_term(self, reason: str, *, grace: float = 0.0) -> None:
+        """Stop being the primary: stop the scheduler (at once when the lease was lost) and say why."""
+        if self.lease_token is None:
+            return
+        if grace == 0.0:  # lost: nothing may be claimed or finished from here on
+            term_end(node=settings.NODE_NAME, reason=reason)
+        else:
+            logger.info("service node %s stops the task runners: %s", settings.NODE_NAME, reason)
+        scheduler, self._term_scheduler = self._term_scheduler, None
+        if scheduler is not None:
+            self.scheduler = scheduler  # stopped from here on: the standby's view of the runners
+            await scheduler.stop(grace)
+        task, self._term_task = self._term_task, None
+        if task is not None:
+            try:
+                await task
+            except Exception:
+                logger.exception("the task runners of lease token %s ended with an error", self.lease_token)
+        term_end(node=settings.NODE_NAME, reason=reason)
+        self.lease_token, self.role = None, STANDBY
+        self.hub.publish_event("service", {"state": "running", "role": STANDBY, "reason": reason})
 
     # -- live settings -----------------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ class ServiceHandlers:
 
     def ping(self, body: dict, ctx: RequestContext) -> dict:
         info = self.node.info()
-        return {key: info[key] for key in ("node", "version", "uptime", "fingerprint")}
+        return {key: info[key] for key in ("node", "version", "uptime", "fingerprint", "role", "leaseToken")}
 
     def snapshot(self, *, max_logs: int = SNAPSHOT_MAX_LOGS) -> dict:
         return {"service": self.node.info(), **self.node.hub.snapshot(max_logs=max_logs)}

@@ -2,6 +2,7 @@
 
 Claiming is a conditional UPDATE (pending -> running) whose row count says who won, which holds on
 SQLite and PostgreSQL alike; a trigger is only ever failed after an interruption, never re-run.
+In a cluster, claims and finishes are also fenced by the primary lease's token (indexer.lease).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from indexer.lease import NOT_HELD, LeaseLost, lease_guard, lease_holds, term_end, term_token
 from indexer.models import TARGET_MAX_LENGTH, Trigger
 
 logger = logging.getLogger(__name__)
@@ -44,28 +46,61 @@ def trigger_create(*, kind: str, target: str, requested_by: str) -> Trigger:
     return trigger
 
 
+def _fence(node: str, token: int | None, *, trusted: bool) -> int | None:
+    """The fencing token for a write by `node`: `token` if given, else this process's current term's.
+
+    None means unfenced (no lease in this process: tests, `runindexer --once`); raises LeaseLost when
+    the process takes part in the lease but does not hold it.
+    """
+    if token is not None:
+        return token
+    current = term_token(node=node, trusted=trusted)
+    if current is NOT_HELD:
+        raise LeaseLost(f"{node} does not hold the primary lease")
+    return current
+
+
+def _fence_check(node: str, token: int, what: str) -> None:
+    """Lock the lease row and make sure `node` still holds it under `token`; else step down and raise LeaseLost."""
+    if not lease_holds(node=node, token=token):
+        reason = f"{what} refused: the primary lease is no longer held under token {token}"
+        term_end(node=node, reason=reason)
+        raise LeaseLost(reason)
+
+
 @transaction.atomic
 def trigger_claim(
     *, node: str, trigger_id: int | None = None, limit: int = 20,
-    accept: Callable[[str, str], bool] | None = None,
+    accept: Callable[[str, str], bool] | None = None, fencing_token: int | None = None,
 ) -> list[Trigger]:
     """Claim up to `limit` pending triggers (oldest first, or just `trigger_id`) for `node`.
 
     `accept(kind, target)` may pass over a trigger, which then stays pending (e.g. its runner is busy).
     Each row is taken by a conditional UPDATE; only the process whose UPDATE changed the row owns
     it, so two racing claimers never both get the same trigger. Returns the claimed rows.
+
+    Fenced (with `fencing_token`, or this process's lease term): each UPDATE is also conditional on the
+    lease still holding that token, and a node that is not the primary claims nothing (returns []).
     """
+    try:
+        fence = _fence(node, fencing_token, trusted=True)
+        if fence is not None:
+            _fence_check(node, fence, "trigger claim")
+    except LeaseLost as exc:
+        logger.info("no triggers claimed: %s", exc)
+        return []
     pending = Trigger.objects.filter(state=Trigger.State.PENDING)
     if trigger_id is not None:
         pending = pending.filter(id=trigger_id)
     rows = pending.order_by("created_at", "id").values_list("id", "kind", "target")[:limit]
     candidates = [id_ for id_, kind, target in rows if accept is None or accept(kind, target)]
     now = timezone.now()
+    guard = lease_guard(node=node, token=fence) if fence is not None else Q()
     claimed = [
         candidate
         for candidate in candidates
-        if Trigger.objects.filter(id=candidate, state=Trigger.State.PENDING).update(
-            state=Trigger.State.RUNNING, claimed_by=node, claimed_at=now
+        if Trigger.objects.filter(id=candidate, state=Trigger.State.PENDING).filter(guard).update(
+            state=Trigger.State.RUNNING, claimed_by=node, claimed_at=now, claim_token=fence
         )
         == 1
     ]
@@ -81,14 +116,46 @@ def trigger_release(*, trigger_id: int, node: str) -> bool:
 
 
 @transaction.atomic
-def trigger_finish(*, trigger_id: int, node: str, ok: bool, result: str) -> bool:
-    """Finish a trigger that `node` is running; returns False (and changes nothing) otherwise."""
-    finished = Trigger.objects.filter(id=trigger_id, state=Trigger.State.RUNNING, claimed_by=node).update(
+def trigger_finish(
+    *, trigger_id: int, node: str, ok: bool, result: str, fencing_token: int | None = None
+) -> bool:
+    """Finish a trigger that `node` is running; returns False (and changes nothing) otherwise.
+
+    Fenced (with `fencing_token`, or this process's lease term): raises LeaseLost when `node` no longer
+    holds the lease under that token, so the caller's transaction (the run record) is rolled back too.
+    """
+    fence = _fence(node, fencing_token, trusted=False)
+    running = Trigger.objects.filter(id=trigger_id, state=Trigger.State.RUNNING, claimed_by=node)
+    if fence is not None:
+        _fence_check(node, fence, f"finishing trigger {trigger_id}")
+        running = running.filter(lease_guard(node=node, token=fence))
+    finished = running.update(
         state=Trigger.State.DONE if ok else Trigger.State.FAILED, result=result, finished_at=timezone.now()
     )
     if not finished:
         logger.warning("trigger %s not finished: it is not running on node %s", trigger_id, node)
     return finished == 1
+
+
+def triggers_recover_fenced(*, token: int, previous_holder: str) -> int:
+    """At a takeover under `token`: fail the triggers earlier terms left running (their finish is fenced).
+
+    Those claimed under an older token, and those the previous holder claimed outside any lease.
+    Runs inside lease_acquire's transaction, after the lease row is locked.
+    """
+    stale = Q(claim_token__lt=token)
+    if previous_holder:
+        stale |= Q(claimed_by=previous_holder, claim_token__isnull=True)
+    running = Trigger.objects.filter(stale, state=Trigger.State.RUNNING)
+    now = timezone.now()
+    recovered = 0
+    for owner in running.values_list("claimed_by", flat=True).distinct():
+        recovered += running.filter(claimed_by=owner).update(
+            state=Trigger.State.FAILED, result=interrupted_reason(owner), finished_at=now
+        )
+    if recovered:
+        logger.warning("marked %s trigger(s) left running by an earlier primary failed", recovered)
+    return recovered
 
 
 @transaction.atomic

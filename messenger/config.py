@@ -5,7 +5,10 @@ messenger's own InvalidKey / InvalidEndpoint with one clear line, never a fallba
 """
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +25,8 @@ from proget_web.advanced_settings.services import setting_get_or_init
 ENDPOINT_SETTING = "Service.MessengerEndpoint"
 KEY_SETTING = "Service.MessengerKey"
 ALLOWED_IPS_SETTING = "Service.MessengerAllowedIps"
+logger = logging.getLogger(__name__)
+
 # How often a service node polls for settings changes it was not told about (indexer.service).
 SETTINGS_POLL_HINT_SECONDS = 5
 
@@ -56,12 +61,44 @@ def messenger_settings() -> MessengerSettings:
     )
 
 
-def local_resolver() -> str:
-    """Resolve `tcp://*:PORT` to this machine (PROGET_NODE_IP, else loopback).
+def _primary_address() -> str | None:
+    from django.db import close_old_connections
 
-    Single-machine stand-in until the cluster registry resolves the primary service node.
+    from indexer.cluster import primary_address  # the registry lives in the indexer app
+
+    close_old_connections()  # the resolver thread's connection may have outlived CONN_MAX_AGE or a DB restart
+    return primary_address()
+
+
+# The MessengerClient calls the resolver inside its event loop, where Django refuses ORM calls: the lookup
+# runs on this one worker thread (one database connection per process), and the loop waits for it.
+_resolver_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="messenger-resolver")
+# A connect attempt waits this long at most for the lookup, then falls back to this machine.
+RESOLVE_TIMEOUT = 2.0
+
+
+def local_resolver() -> str:
+    """Resolve `tcp://*:PORT` to the primary service node's registered IP (indexer.cluster).
+
+    Falls back to this machine (PROGET_NODE_IP, else loopback) only while no lease holder has registered
+    an IP, or the database cannot be read. Called on every connect attempt, so a web node that lost its
+    connection reaches the new primary after a failover without a restart. Safe from sync and async code.
     """
-    return settings.NODE_IP or "127.0.0.1"
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        in_loop = False
+    else:
+        in_loop = True
+    try:
+        if in_loop:
+            address = _resolver_thread.submit(_primary_address).result(timeout=RESOLVE_TIMEOUT)
+        else:
+            address = _primary_address()
+    except Exception as exc:
+        logger.warning("cannot look up the primary service node (%s); trying this machine", exc)
+        address = None
+    return address or settings.NODE_IP or "127.0.0.1"
 
 
 def service_call(

@@ -1,1 +1,77 @@
-"""Shared fixtures for the whole suite."""
+"""Shared fixtures for the whole suite.
+
+`pg_database_url` / `redis_url`: the machine's real PostgreSQL and Redis (PROGET_TEST_DATABASE_URL /
+PROGET_TEST_REDIS_URL, moved aside by tests/settings.py). Tests using them are skipped, with the reason,
+when those are not set, and fail instead when PROGET_REQUIRE_SERVICES=1 (CI).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+# A test Redis database number of its own: flushed before and after each module that uses it.
+TEST_REDIS_DB = 15
+
+
+def _service_missing(reason: str) -> None:
+    if os.environ.get("PROGET_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} (PROGET_REQUIRE_SERVICES=1: these tests must run here)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _with_path(url: str, path: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="module")
+def pg_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test module (dropped afterwards); its DATABASE_URL."""
+    base = os.environ.get("PROGET_TEST_DATABASE_URL", "")
+    if not base.startswith(("postgres://", "postgresql://")):
+        _service_missing("PostgreSQL tests need PROGET_TEST_DATABASE_URL=postgresql://... (or DATABASE_URL)")
+    import psycopg
+    from psycopg import sql
+
+    name = f"proget_t_{secrets.token_hex(6)}"
+    try:
+        admin = psycopg.connect(base, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        _service_missing(f"PostgreSQL at PROGET_TEST_DATABASE_URL is not reachable: {exc}")
+    with admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = _with_path(base, f"/{name}")
+    try:
+        from tests.processes import manage
+
+        manage(tmp_path_factory.mktemp("pg-migrate"), "migrate", "--no-input", timeout=180, DATABASE_URL=url)
+        yield url
+    finally:
+        with psycopg.connect(base, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """REDIS_URL for a Redis database number kept for tests (TEST_REDIS_DB), flushed before and after."""
+    base = os.environ.get("PROGET_TEST_REDIS_URL", "")
+    if not base.startswith(("redis://", "rediss://")):
+        _service_missing("Redis tests need PROGET_TEST_REDIS_URL=redis://... (or REDIS_URL)")
+    import redis
+
+    url = _with_path(base, f"/{TEST_REDIS_DB}")
+    client = redis.Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        client.flushdb()
+    except redis.RedisError as exc:
+        _service_missing(f"Redis at PROGET_TEST_REDIS_URL is not reachable: {exc}")
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+

@@ -1,6 +1,8 @@
-"""Service Heartbeat: tells the node registry this node is alive (the cluster issue adds leases and failover).
+"""Service Heartbeat: tells the node registry and the status viewers this node is alive, and its role.
 
-The registry update is a callable the service node passes in, so this runner holds no cluster logic.
+Like every runner it runs on the primary only. Lease renewal and failover detection are not done here:
+a standby schedules no runners, so the service node keeps the lease in its own loop (indexer.service,
+every Service.HeartbeatSeconds, on standbys too). The registry update is a callable the node passes in.
 """
 from __future__ import annotations
 

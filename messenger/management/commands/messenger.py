@@ -51,7 +51,8 @@ class Command(BaseCommand):
         reply = service_call("ping", timeout=timeout)
         elapsed_ms = (time.perf_counter() - started) * 1000
         self.stdout.write(
-            f"pong from {reply.get('node')} (version {reply.get('version')}, up {reply.get('uptime')} s, "
+            f"pong from {reply.get('node')} ({reply.get('role', 'service')}, version {reply.get('version')}, "
+            f"up {reply.get('uptime')} s, "
             f"key {reply.get('fingerprint')}) in {elapsed_ms:.1f} ms"
         )
 
