@@ -6,13 +6,15 @@ folder only, and only while the file is the one indexed (same size and mtime), s
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC
+from urllib.parse import quote
 
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import get_conditional_response, patch_vary_headers
-from django.utils.http import http_date
+from django.utils.http import RFC3986_SUBDELIMS, http_date
 from django.views.decorators.http import require_safe
 
 from feeds import negotiation
@@ -28,17 +30,23 @@ logger = logging.getLogger(__name__)
 API_VERSION = "1.1"
 
 
-def _negotiated(request: HttpRequest, html_template: str, context: dict, json_body: dict) -> HttpResponse:
-    """Answer in the format the client's Accept header prefers (406 when it accepts none of ours)."""
+def _negotiated(
+    request: HttpRequest, html_template: str, context: Callable[[], dict], json_body: Callable[[], dict],
+) -> HttpResponse:
+    """Answer in the format the client's Accept header prefers (406 when it accepts none of ours).
+
+    `context` and `json_body` build the two forms; only the one asked for is built (a 1,000-file page pays
+    for one format, not two).
+    """
     media = negotiation.media_type_choose(request.headers.get("Accept"))
     if media is None:
         response = HttpResponse(
             f"acceptable formats: {', '.join(negotiation.OFFERED)}\n", status=406, content_type="text/plain",
         )
     elif media == negotiation.JSON_V1:
-        response = JsonResponse(json_body, content_type=media)
+        response = JsonResponse(json_body(), content_type=media)
     else:
-        response = render(request, html_template, {**context, "api_version": API_VERSION},
+        response = render(request, html_template, {**context(), "api_version": API_VERSION},
                           content_type=f"{media}; charset=utf-8")
     patch_vary_headers(response, ["Accept"])
     return response
@@ -53,20 +61,34 @@ def _meta() -> dict:
 def simple_index(request: HttpRequest, *, feed: Feed) -> HttpResponse:
     """The feed's project list."""
     projects = feed_projects(feed=feed)
+    # Normalised project names need no quoting: the prefix is reversed once, not once per project.
+    prefix = _url_prefix("feeds:simple-project", feed=feed.name, project=PLACEHOLDER)
     return _negotiated(
-        request, "feeds/simple_index.html", {"feed": feed, "projects": projects},
-        {"meta": _meta(), "projects": [{"name": name} for name in projects]},
+        request, "feeds/simple_index.html",
+        lambda: {"feed": feed, "projects": [(name, f"{prefix}{name}/") for name in projects]},
+        lambda: {"meta": _meta(), "projects": [{"name": name} for name in projects]},
     )
 
 
-def _file_url(feed: Feed, file: PackageFile) -> str:
-    return reverse("feeds:download", kwargs={"feed": feed.name, "filename": file.filename})
+# Stands for the last URL component when a URL pattern is reversed once for a whole page.
+PLACEHOLDER = "placeholder"
 
 
-def _file_json(feed: Feed, file: PackageFile) -> dict:
+def _url_prefix(view: str, **kwargs: str) -> str:
+    """The URL of `view` up to its last component (which is PLACEHOLDER in kwargs)."""
+    url = reverse(view, kwargs=kwargs)
+    return url[: url.rindex(PLACEHOLDER)]
+
+
+def _file_url(prefix: str, file: PackageFile) -> str:
+    """A file's download URL from the page's prefix, quoted as reverse() would."""
+    return prefix + quote(file.filename, safe=RFC3986_SUBDELIMS + "/~:@")
+
+
+def _file_json(prefix: str, file: PackageFile) -> dict:
     entry = {
         "filename": file.filename,
-        "url": _file_url(feed, file),
+        "url": _file_url(prefix, file),
         "hashes": {"sha256": file.sha256},
         "size": file.size,
         "upload-time": file.uploaded_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -87,10 +109,13 @@ def simple_project(request: HttpRequest, *, feed: Feed, project: str) -> HttpRes
     if not files:
         raise Http404(f"no project {project!r} in feed {feed.name!r}")
     versions = list(dict.fromkeys(file.version for file in files))  # files come sorted by version
-    links = [{"file": file, "url": f"{_file_url(feed, file)}#sha256={file.sha256}"} for file in files]
+    prefix = _url_prefix("feeds:download", feed=feed.name, filename=PLACEHOLDER)
     return _negotiated(
-        request, "feeds/simple_project.html", {"feed": feed, "project": project, "links": links},
-        {"meta": _meta(), "name": project, "versions": versions, "files": [_file_json(feed, file) for file in files]},
+        request, "feeds/simple_project.html",
+        lambda: {"feed": feed, "project": project,
+                 "links": [{"file": file, "url": f"{_file_url(prefix, file)}#sha256={file.sha256}"} for file in files]},
+        lambda: {"meta": _meta(), "name": project, "versions": versions,
+                 "files": [_file_json(prefix, file) for file in files]},
     )
 
 
