@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.feeds.builders import wheel
+from tests.feeds.servers import pip_install
 from tests.processes import ROOT, ServiceProcess, free_port, manage, node_env, shell, stop, wait_for
 
 pytestmark = pytest.mark.slow
@@ -155,6 +156,9 @@ def test_reindex_from_the_page_runs_and_lists_the_files_and_survives_a_service_o
         assert "1 file could not be indexed" in page and EVIL not in page
         assert "&lt;svg onload=alert(1)&gt;-1.0-py3-none-any.whl" in page
         assert 'data-active="false"' in page
+        # Clicked Reindex after a file was copied into storage: pip installs it now.
+        installed = pip_install(f"http://{HOST}:{daphne}", "pkg-b==2.0", target=data_dir / "site", feed=FEED)
+        assert installed.returncode == 0, installed.stdout + installed.stderr
 
         # The service goes away: the request is queued with the reason, and nothing is lost.
         service.stop()
