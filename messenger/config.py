@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 from messenger.allowlist import IPNetwork, parse_allowed_ips
 from messenger.client import call
@@ -34,7 +36,7 @@ SETTINGS_POLL_HINT_SECONDS = 5
 @dataclass(frozen=True, kw_only=True)
 class MessengerSettings:
     endpoint: Endpoint
-    key: bytes
+    key: bytes = dataclasses.field(repr=False)  # never in a repr, a log line or an error report
     allowed_ips: tuple[IPNetwork, ...]
     run_dir: Path
 
@@ -43,6 +45,7 @@ class MessengerSettings:
         return key_fingerprint(self.key)
 
 
+@sensitive_variables("key_text")
 def messenger_settings() -> MessengerSettings:
     """Read (and on first use, create the key for) the messenger settings of this cluster."""
     stored = dict(

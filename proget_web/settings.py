@@ -12,9 +12,17 @@ import dj_database_url
 from proget_web.datadir import BASE_DIR, data_dir, read_or_create_secret
 
 DATA_DIR = data_dir()
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _env_flag(name: str, *, default: bool = False) -> bool:
+    """A yes/no environment variable: 1/true/yes/on is yes, any other value no, unset or empty the default."""
+    value = os.environ.get(name, "").strip().lower()
+    return value in _TRUE if value else default
+
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or read_or_create_secret(DATA_DIR / "secret_key")
-DEBUG = os.environ.get("DJANGO_DEBUG", "").lower() in {"1", "true", "yes", "on"}
+DEBUG = _env_flag("DJANGO_DEBUG")
 ALLOWED_HOSTS = [
     host.strip()
     for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
@@ -45,6 +53,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "proget_web.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -52,6 +61,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # After the response: records this web process in the node registry at most every 15 s.
+    "proget_web.web_node.web_node_heartbeat",
 ]
 
 ROOT_URLCONF = "proget_web.urls"
@@ -125,6 +136,28 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
+# A refused CSRF check gets the site's 403 page (proget_web/security.py); the CSP is set there too.
+CSRF_FAILURE_VIEW = "proget_web.security.csrf_failure"
+
+# Production over HTTPS (docs/security.md): off by default so `make run` works over plain http://127.0.0.1:8000.
+SECURE_SSL = _env_flag("DJANGO_SECURE_SSL")
+if SECURE_SSL:
+    SECURE_SSL_REDIRECT = True
+    # Load balancers probe /health over plain HTTP; it is public and sets no cookie.
+    SECURE_REDIRECT_EXEMPT = [r"^health$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    # One year: what the browsers' preload list asks for. Lower it (e.g. 300) while trying HTTPS out.
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS") or 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_flag("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = _env_flag("DJANGO_HSTS_PRELOAD", default=True)
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips it from clients): trust it for is_secure().
+if _env_flag("DJANGO_BEHIND_PROXY"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Origins (scheme://host[:port]) allowed to POST forms besides the request's own host, e.g. https://pkgs.example.com
+CSRF_TRUSTED_ORIGINS = [
+    origin.strip() for origin in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if origin.strip()
+]
 
 LOGGING = {
     "version": 1,
