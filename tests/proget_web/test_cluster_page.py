@@ -14,6 +14,7 @@ from messenger.crypto import generate_key, key_fingerprint, parse_key
 from proget_web.administration.selectors import HEARTBEAT_SETTING, cluster_view
 from proget_web.advanced_settings.selectors import settings_version
 from proget_web.advanced_settings.services import setting_set
+from proget_web.web_node import web_node_name
 
 pytestmark = pytest.mark.django_db
 
@@ -46,8 +47,10 @@ def test_every_node_is_shown_with_its_identity(client: Client) -> None:
     assert "web" in _row(page, "web-a") and "10.0.0.9" in _row(page, "web-a")
 
 
-def test_no_nodes_says_so(client: Client) -> None:
-    assert "No node has registered yet." in client.get(URL).content.decode()
+def test_the_web_node_serving_the_page_lists_itself(client: Client) -> None:
+    page = client.get(URL).content.decode()
+    assert "No node has registered yet." not in page
+    assert web_node_name() in _row(page, web_node_name())
 
 
 def test_a_node_is_stale_after_three_missed_heartbeats(client: Client) -> None:
