@@ -8,15 +8,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
 from api.keys import ApiKeyError, api_key_create, api_key_revoke, api_keys_list
 from api.models import SCOPE_NAMES
-from proget_web.cli import quiet_logging
+from proget_web.cli import ActionCommand
 
 
-class Command(BaseCommand):
+class Command(ActionCommand):
     help = "Create, list and revoke API keys."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -30,12 +30,7 @@ class Command(BaseCommand):
         sub.add_parser("list", help="every key with its scopes and last use (never the key itself)")
         sub.add_parser("revoke", help="revoke a key by id").add_argument("id", type=int)
 
-    def handle(self, *args: object, **options: object) -> None:
-        quiet_logging(options["verbosity"])
-        try:
-            getattr(self, f"_{options['action']}")(**options)
-        except ApiKeyError as exc:
-            raise CommandError(str(exc)) from None
+    expected = (ApiKeyError,)
 
     def _create(self, *, name: str, owner: str, scopes: list[str], expires_days: int | None, **_: object) -> None:
         user = get_user_model().objects.filter(**{get_user_model().USERNAME_FIELD: owner}).first()

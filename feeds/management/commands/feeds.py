@@ -4,14 +4,14 @@ Exit 0 on success; non-zero with one clear line (e.g. why a name is refused) on 
 """
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
 from feeds.selectors import feeds_list
 from feeds.services import FeedError, feed_create, feed_delete
-from proget_web.cli import quiet_logging
+from proget_web.cli import ActionCommand
 
 
-class Command(BaseCommand):
+class Command(ActionCommand):
     help = "Create, list and delete package feeds."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -25,12 +25,7 @@ class Command(BaseCommand):
         sub.add_parser("list", help="the feeds, their folders and last indexing")
         sub.add_parser("delete", help="delete a feed's index (its files stay on disk)").add_argument("name")
 
-    def handle(self, *args: object, **options: object) -> None:
-        quiet_logging(options["verbosity"])
-        try:
-            getattr(self, f"_{options['action']}")(**options)
-        except FeedError as exc:
-            raise CommandError(str(exc)) from None
+    expected = (FeedError,)
 
     def _create(
         self, *, name: str, description: str, drop_path: str, keep: int, dry_run: bool, **_: object,

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import time
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
 from indexer.models import Trigger
 from indexer.trigger_requests import trigger_request
 from indexer.triggers import TriggerError
 from messenger.config import service_call
 from messenger.errors import MessengerError, MessengerUnavailable
-from proget_web.cli import quiet_logging
+from proget_web.cli import ActionCommand
 
 
 def _runner_line(runner: dict) -> str:
@@ -25,7 +25,7 @@ def _runner_line(runner: dict) -> str:
     return f"{runner['name']:<28} {runner['state']:<8}{progress}  {last}  next {runner['nextRunAt'] or '-'}"
 
 
-class Command(BaseCommand):
+class Command(ActionCommand):
     help = "Talk to the service node through the service messenger."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -37,14 +37,12 @@ class Command(BaseCommand):
         sub.add_parser("run", help="run a task runner now (queued if the service is down)").add_argument("runner")
         sub.add_parser("reindex", help="reindex a feed now (queued if the service is down)").add_argument("feed")
 
-    def handle(self, *args: object, **options: object) -> None:
-        quiet_logging(options["verbosity"])
-        try:
-            getattr(self, f"_{options['action']}")(**options)
-        except MessengerUnavailable as exc:
-            raise CommandError(f"service not reachable: {exc.reason}") from None
-        except (MessengerError, TriggerError) as exc:
-            raise CommandError(str(exc)) from None
+    expected = (MessengerError, TriggerError)
+
+    def describe(self, exc: Exception) -> str:
+        if isinstance(exc, MessengerUnavailable):
+            return f"service not reachable: {exc.reason}"
+        return str(exc)
 
     def _ping(self, *, timeout: float, **_: object) -> None:
         started = time.perf_counter()

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import getpass
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
 from proget_web.administration.services import setting_change
 from proget_web.advanced_settings.models import SettingValue
 from proget_web.advanced_settings.registry import SettingValueError, UnknownSetting, setting_definition
 from proget_web.advanced_settings.selectors import mask, settings_list
-from proget_web.cli import quiet_logging
+from proget_web.cli import ActionCommand
 
 
-class Command(BaseCommand):
+class Command(ActionCommand):
     help = "List, read or change Advanced Settings (an empty VALUE restores the default)."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -26,12 +26,7 @@ class Command(BaseCommand):
         setter.add_argument("name")
         setter.add_argument("value")
 
-    def handle(self, *args: object, **options: object) -> None:
-        quiet_logging(options["verbosity"])
-        try:
-            getattr(self, f"_{options['action']}")(**options)
-        except (UnknownSetting, SettingValueError) as exc:
-            raise CommandError(str(exc)) from None
+    expected = (UnknownSetting, SettingValueError)
 
     def _list(self, *, all: bool, **_: object) -> None:
         for view in settings_list(include_hidden=all):
