@@ -6,6 +6,7 @@ Nothing is extracted to disk and only the metadata member is read, within the li
 from __future__ import annotations
 
 import gzip
+import lzma
 import re
 import tarfile
 import zipfile
@@ -83,7 +84,12 @@ def metadata_read(*, stream: BinaryIO, filename: str) -> PackageMetadata:
             data = _pkg_info_from_tar_gz(stream)
         else:
             data = _metadata_from_zip(stream, wheel=filename.endswith(".whl"))
-    except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+    except MetadataError:
+        raise
+    except (zipfile.BadZipFile, tarfile.TarError, zlib.error, lzma.LZMAError, EOFError, OSError,
+            NotImplementedError, RuntimeError, ValueError) as exc:
+        # zipfile also raises RuntimeError (an "encrypted" member), ValueError (negative seek from a lying end
+        # record; UnicodeDecodeError of a name flagged UTF-8) and lzma.LZMAError: all found by the fuzzer.
         raise MetadataError(f"damaged or truncated archive: {exc}") from None
     metadata = _parse(data)
     if metadata.project != name:
