@@ -141,8 +141,10 @@ def stack(request: pytest.FixtureRequest, template_data_dir: Path, tmp_path_fact
             service.stop(signal.SIGTERM)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module scope, not session: Playwright's sync API keeps an event loop running in this thread while it
+    # is started, and every later test that calls asyncio.run() would fail.
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000)
         try:
