@@ -137,6 +137,18 @@ def trigger_finish(
     return finished == 1
 
 
+def _fail_running(which: Q) -> int:
+    """Fail the running triggers matching `which`, each with the reason naming the node that held it."""
+    running = Trigger.objects.filter(which, state=Trigger.State.RUNNING)
+    now = timezone.now()
+    recovered = 0
+    for owner in running.values_list("claimed_by", flat=True).distinct():
+        recovered += running.filter(claimed_by=owner).update(
+            state=Trigger.State.FAILED, result=interrupted_reason(owner), finished_at=now
+        )
+    return recovered
+
+
 def triggers_recover_fenced(*, token: int, previous_holder: str) -> int:
     """At a takeover under `token`: fail the triggers earlier terms left running (their finish is fenced).
 
@@ -146,13 +158,7 @@ def triggers_recover_fenced(*, token: int, previous_holder: str) -> int:
     stale = Q(claim_token__lt=token)
     if previous_holder:
         stale |= Q(claimed_by=previous_holder, claim_token__isnull=True)
-    running = Trigger.objects.filter(stale, state=Trigger.State.RUNNING)
-    now = timezone.now()
-    recovered = 0
-    for owner in running.values_list("claimed_by", flat=True).distinct():
-        recovered += running.filter(claimed_by=owner).update(
-            state=Trigger.State.FAILED, result=interrupted_reason(owner), finished_at=now
-        )
+    recovered = _fail_running(stale)
     if recovered:
         logger.warning("marked %s trigger(s) left running by an earlier primary failed", recovered)
     return recovered
@@ -171,13 +177,7 @@ def triggers_recover_interrupted(*, node: str | None = None, older_than: datetim
         interrupted |= Q(claimed_by=node)
     if older_than is not None:
         interrupted |= Q(claimed_at__lt=older_than)
-    running = Trigger.objects.filter(interrupted, state=Trigger.State.RUNNING)
-    now = timezone.now()
-    recovered = 0
-    for owner in running.values_list("claimed_by", flat=True).distinct():
-        recovered += running.filter(claimed_by=owner).update(
-            state=Trigger.State.FAILED, result=interrupted_reason(owner), finished_at=now
-        )
+    recovered = _fail_running(interrupted)
     if recovered:
         logger.warning("marked %s interrupted trigger(s) failed", recovered)
     return recovered
