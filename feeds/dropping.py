@@ -25,6 +25,7 @@ from feeds.placement import (
     file_store,
     package_file_record,
 )
+from feeds.storage import Progress, files_in_turn
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,6 @@ REASON_SUFFIX = ".reason.txt"
 # A file modified this recently may still be being copied in; it waits for the next pass.
 SETTLE_SECONDS = 2.0
 
-Progress = Callable[[float, str], None]
 
 
 @dataclass(kw_only=True)
@@ -78,12 +78,7 @@ def drop_path_import(
         report.problem = f"cannot list the drop path {drop}: {exc.strerror or exc}"
         logger.warning("feed %s: %s", feed.name, report.problem)
         return report
-    for position, name in enumerate(names):
-        if stopping():
-            report.stopped = True
-            break
-        if progress is not None:
-            progress(100 * position / len(names), f"{feed.name}: {name}")
+    for name in files_in_turn(names, feed=feed.name, report=report, stopping=stopping, progress=progress):
         _import_one(feed=feed, path=drop / name, now=clock(), report=report)
     if names:
         logger.info("feed %s drop path: %s", feed.name, report.summary())

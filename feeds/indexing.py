@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from feeds.metadata import MetadataError, PackageMetadata, filename_parse, metadata_read
 from feeds.models import Feed, PackageFile
-from feeds.storage import FileRefused, file_locate, file_open
+from feeds.storage import FileRefused, Progress, file_locate, file_open, files_in_turn
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,6 @@ DELETE_BATCH = 500
 # PackageFile.filename's length.
 FILENAME_MAX_LENGTH = 255
 
-Progress = Callable[[float, str], None]
 
 
 @dataclass(kw_only=True)
@@ -82,12 +81,7 @@ def feed_index(
     rows = {row.filename: row for row in PackageFile.objects.filter(feed=feed)}
     present = set(names)
     report.removed = _forget(ids=[row.pk for name, row in rows.items() if name not in present])
-    for position, name in enumerate(names):
-        if stopping():
-            report.stopped = True
-            break
-        if progress is not None:
-            progress(100 * position / len(names), f"{feed.name}: {name}")
+    for name in files_in_turn(names, feed=feed.name, report=report, stopping=stopping, progress=progress):
         _index_file(feed=feed, root=root, name=name, row=rows.get(name), report=report)
     _record_result(feed=feed, report=report)
     logger.info("feed %s indexed: %s", feed.name, report.summary())

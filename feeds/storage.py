@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 
 class FileRefused(Exception):
@@ -39,3 +40,23 @@ def file_open(*, path: Path) -> tuple[BinaryIO, os.stat_result]:
         stream.close()
         raise OSError(f"{path.name} is not a regular file")
     return stream, status
+
+
+Progress = Callable[[float, str], None]
+
+
+class Stoppable(Protocol):
+    stopped: bool
+
+
+def files_in_turn(
+    names: Sequence[str], *, feed: str, report: Stoppable, stopping: Callable[[], bool], progress: Progress | None,
+) -> Iterator[str]:
+    """Yield `names` one by one with progress ("feed: file"); stop early, noting it in `report`, when asked to."""
+    for position, name in enumerate(names):
+        if stopping():
+            report.stopped = True
+            return
+        if progress is not None:
+            progress(100 * position / len(names), f"{feed}: {name}")
+        yield name
