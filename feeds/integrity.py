@@ -14,13 +14,12 @@ from django.utils import timezone
 
 from feeds.models import Feed, PackageFile
 from feeds.placement import file_sha256
-from feeds.storage import FileRefused, file_locate
+from feeds.storage import FileRefused, Progress, file_locate
 
 logger = logging.getLogger(__name__)
 
 MISSING, CHANGED = "missing", "changed"
 
-Progress = Callable[[float, str], None]
 
 
 @dataclass(kw_only=True)

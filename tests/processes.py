@@ -113,3 +113,25 @@ class ServiceProcess:
         assert self.process is not None
         self.process.kill()
         self.process.wait()
+
+
+def start_daphne(data_dir: Path, *, log: Path, **env: str) -> tuple[subprocess.Popen, int]:
+    """Start daphne for the node at `data_dir` on a free loopback port and wait until it accepts; (process, port)."""
+    port = free_port()
+    with log.open("ab") as output:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "daphne"), "-b", "127.0.0.1", "-p", str(port), "proget_web.asgi:application"],
+            env=node_env(data_dir, **env), cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
+        )
+
+    def accepts() -> bool:
+        assert process.poll() is None, log.read_text()
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_for(accepts, what="daphne to listen")
+    except BaseException:
+        stop(process)
+        raise
+    return process, port

@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.processes import ROOT, ServiceProcess, free_port, manage, node_env, shell, stop, wait_for
+from tests.processes import ROOT, ServiceProcess, manage, shell, start_daphne, stop
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -93,27 +92,7 @@ def template_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _start_web(data_dir: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    log = (data_dir / "daphne.log").open("ab")
-    try:
-        process = subprocess.Popen(
-            [str(ROOT / ".venv/bin/daphne"), "-b", HOST, "-p", str(port), "proget_web.asgi:application"],
-            env=node_env(data_dir, PROGET_NODE_NAME=WEB_NODE), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        )
-    finally:
-        log.close()  # the child keeps its own descriptor
-
-    def accepts() -> bool:
-        assert process.poll() is None, (data_dir / "daphne.log").read_text()
-        with socket.socket() as probe:
-            return probe.connect_ex((HOST, port)) == 0
-
-    try:
-        wait_for(accepts, what="daphne to listen")
-    except BaseException:
-        stop(process)
-        raise
-    return process, port
+    return start_daphne(data_dir, log=data_dir / "daphne.log", PROGET_NODE_NAME=WEB_NODE)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.processes import ROOT, free_port, node_env, stop, wait_for
+from tests.processes import start_daphne, stop
 
 # pip resolving and downloading a few tiny packages from a local server takes seconds; this is a hang.
 PIP_TIMEOUT_SECONDS = 120
@@ -23,16 +23,8 @@ def accepts(port: int) -> bool:
 @contextlib.contextmanager
 def daphne_serving(data: Path, *, log: Path) -> Iterator[str]:
     """Run daphne for the node at `data` on a free port; yield its base URL; stop it by pid afterwards."""
-    port = free_port()
-    with log.open("ab") as output:
-        daphne = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "daphne"), "-b", "127.0.0.1", "-p", str(port),
-             "proget_web.asgi:application"],
-            env=node_env(data), cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
-        )
+    daphne, port = start_daphne(data, log=log)
     try:
-        wait_for(lambda: daphne.poll() is not None or accepts(port), what="daphne to listen")
-        assert daphne.poll() is None, log.read_text()
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(daphne)

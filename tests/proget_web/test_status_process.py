@@ -12,7 +12,6 @@ import re
 import signal
 import socket
 import struct
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from http.cookies import SimpleCookie
@@ -21,7 +20,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.processes import ROOT, ServiceProcess, free_port, manage, node_env, shell, stop, wait_for
+from tests.processes import ServiceProcess, manage, shell, start_daphne, stop
 
 pytestmark = pytest.mark.slow
 
@@ -167,24 +166,11 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def daphne(data_dir: Path) -> Iterator[int]:
-    port = free_port()
-    log = (data_dir / "daphne.log").open("ab")
-    process = subprocess.Popen(
-        [str(ROOT / ".venv/bin/daphne"), "-b", HOST, "-p", str(port), "proget_web.asgi:application"],
-        env=node_env(data_dir), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )
-
-    def accepts() -> bool:
-        assert process.poll() is None, (data_dir / "daphne.log").read_text()
-        with socket.socket() as probe:
-            return probe.connect_ex((HOST, port)) == 0
-
+    process, port = start_daphne(data_dir, log=data_dir / "daphne.log")
     try:
-        wait_for(accepts, what="daphne to listen")
         yield port
     finally:
         stop(process)
-        log.close()
 
 
 def test_the_page_follows_the_service_through_a_crash_and_a_restart(data_dir: Path, daphne: int) -> None:
