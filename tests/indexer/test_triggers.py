@@ -1,7 +1,6 @@
 """Durable triggers: validation, claiming exactly once (also with racing claimers), finishing, recovery, purge."""
 from __future__ import annotations
 
-import json
 import sqlite3
 from contextlib import closing
 from datetime import timedelta
@@ -23,7 +22,8 @@ from indexer.triggers import (
     triggers_purge,
     triggers_recover_interrupted,
 )
-from tests.processes import manage, spawn, stop, wait_for
+from tests.claim_race import CLAIMER, race
+from tests.processes import manage
 
 pytestmark = pytest.mark.django_db
 
@@ -134,34 +134,6 @@ def test_claim_skips_a_row_another_node_took_after_it_was_listed(monkeypatch: py
     assert trigger_get(trigger_id=trigger.id).claimed_by == "n2"
 
 
-# Each claimer process runs two threads that claim in small batches once the "go" file appears.
-CLAIMER = """
-import json, os, pathlib, threading, time
-from django.db import connection
-from indexer.triggers import trigger_claim
-
-node = os.environ["CLAIM_NODE"]
-claims = {}
-
-def claim(name):
-    mine = claims[name] = []
-    while batch := trigger_claim(node=name, limit=2):
-        mine += [t.id for t in batch]
-        time.sleep(0.002)  # a service does other work between claims; lets the others' busy waits succeed
-    connection.close()
-
-pathlib.Path(os.environ["CLAIM_READY"]).touch()
-while not pathlib.Path(os.environ["CLAIM_GO"]).exists():
-    time.sleep(0.002)
-threads = [threading.Thread(target=claim, args=(f"{node}-{i}",)) for i in range(2)]
-for thread in threads:
-    thread.start()
-for thread in threads:
-    thread.join()
-print("CLAIMED", json.dumps(claims))
-"""
-
-
 @pytest.mark.slow
 def test_racing_service_processes_claim_each_trigger_exactly_once(tmp_path: Path) -> None:
     # A real SQLite file in WAL mode shared by separate processes, as in production; the in-memory
@@ -170,25 +142,8 @@ def test_racing_service_processes_claim_each_trigger_exactly_once(tmp_path: Path
            "from indexer.triggers import trigger_create as c\n"
            "cmd('migrate', verbosity=0)\n"
            "for i in range(90): c(kind='runner.run', target=str(i), requested_by='race')")
-    go = tmp_path / "go"
-    claimers = [
-        spawn(tmp_path, "shell", "-c", CLAIMER, log=tmp_path / f"claimer{i}.log",
-              CLAIM_NODE=f"node{i}", CLAIM_READY=str(tmp_path / f"ready{i}"), CLAIM_GO=str(go))
-        for i in range(3)
-    ]
-    try:
-        wait_for(lambda: all((tmp_path / f"ready{i}").exists() for i in range(3)), what="the claimers to start")
-        go.touch()
-        for claimer in claimers:
-            claimer.wait(timeout=60)
-    finally:
-        for claimer in claimers:
-            stop(claimer)
-    claims: dict[str, list[int]] = {}
-    for i, claimer in enumerate(claimers):
-        log = (tmp_path / f"claimer{i}.log").read_text()
-        assert claimer.returncode == 0, log
-        claims.update(json.loads(next(line for line in log.splitlines() if line.startswith("CLAIMED"))[8:]))
+    results = race(tmp_path, CLAIMER, "CLAIMED", processes=3)
+    claims: dict[str, list[int]] = {name: ids for per_process in results.values() for name, ids in per_process.items()}
     everything = [trigger_id for mine in claims.values() for trigger_id in mine]
     assert len(claims) == 6
     assert sorted(everything) == list(range(1, 91)), "each trigger is claimed exactly once"
