@@ -6,73 +6,30 @@ request is queued with the reason, and runs when the service is back (nothing lo
 from __future__ import annotations
 
 import html
-import http.client
 import json
 import re
 import time
 from collections.abc import Iterator
-from http.cookies import SimpleCookie
 from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
 
 from tests.feeds.builders import wheel
 from tests.feeds.servers import pip_install
 from tests.processes import ServiceProcess, manage, shell, start_daphne, stop, wait_for
+from tests.web_clients import HOST, Browser
 
 pytestmark = pytest.mark.slow
 
-HOST = "127.0.0.1"
 PASSWORD = "feed-pages-pw"
 FEED = "main"
 EVIL = "<svg onload=alert(1)>"  # no "/": it is a file name too
 
 
-class Browser:
-    """A session against daphne over http.client: cookies kept, CSRF tokens read from the forms."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.cookies: dict[str, str] = {}
-
-    def request(self, method: str, path: str, form: dict | None = None, timeout: float = 10) -> tuple[int, dict, str]:
-        connection = http.client.HTTPConnection(HOST, self.port, timeout=timeout)
-        headers = {"Cookie": "; ".join(f"{name}={value}" for name, value in self.cookies.items())}
-        body = None
-        if form is not None:
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-            body = urlencode(form)
-        try:
-            connection.request(method, path, body=body, headers=headers)
-            response = connection.getresponse()
-            for header in response.headers.get_all("Set-Cookie") or []:
-                for name, morsel in SimpleCookie(header).items():
-                    self.cookies[name] = morsel.value
-            return response.status, dict(response.headers), response.read().decode()
-        finally:
-            connection.close()
-
-    def post_form(self, page_path: str, action: str, form: dict | None = None) -> tuple[int, dict, str]:
-        """POST the form whose action is `action` on `page_path`, with that form's CSRF token."""
-        status, _, page = self.request("GET", page_path)
-        assert status == 200, page
-        token = re.search(rf'action="{re.escape(action)}".*?name="csrfmiddlewaretoken" value="([^"]+)"', page, re.S)
-        assert token, f"no form posting to {action} on {page_path}"
-        return self.request("POST", action, {**(form or {}), "csrfmiddlewaretoken": token.group(1)})
-
-    def login(self, username: str, password: str) -> None:
-        status, _, page = self.request("GET", "/accounts/login/")
-        assert status == 200
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-        status, _, _ = self.request("POST", "/accounts/login/",
-                                    {"username": username, "password": password, "csrfmiddlewaretoken": token})
-        assert status == 302 and "sessionid" in self.cookies, "login failed"
-
-    def status_json(self) -> dict:
-        status, _, body = self.request("GET", f"/feeds/{FEED}/status.json")
-        assert status == 200, body
-        return json.loads(body)
+def _status_json(browser: Browser) -> dict:
+    status, _, body = browser.request("GET", f"/feeds/{FEED}/status.json")
+    assert status == 200, body
+    return json.loads(body)
 
 
 def _messages(page: str) -> list[str]:
@@ -105,7 +62,7 @@ def _finished(browser: Browser, *, timeout: float) -> dict:
     answers: list[dict] = []
 
     def done() -> bool:
-        answers.append(browser.status_json())
+        answers.append(_status_json(browser))
         return not answers[-1]["active"]
 
     wait_for(done, timeout=timeout, what="the reindex to finish")
@@ -154,7 +111,7 @@ def test_reindex_from_the_page_runs_and_lists_the_files_and_survives_a_service_o
         assert re.fullmatch(rf"Reindex of {FEED}: trigger \d+ queued — the service is not reachable \(.+\); "
                             "it will run when the service is back", message), message
         assert 'data-active="true"' in page
-        pending = browser.status_json()
+        pending = _status_json(browser)
         assert pending["active"] is True and pending["triggers"][0]["state"] == "pending"
 
         service.start()
