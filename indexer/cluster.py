@@ -5,14 +5,22 @@ primary has registered an IP yet, so the caller can fall back to this machine.
 """
 from __future__ import annotations
 
+from django.db.models.functions import Now
+
 from indexer.lease import lease_get
-from indexer.models import Node
+from indexer.models import LEASE_ID, Node, ServiceLease
 
 
 def primary_name() -> str | None:
     """The name of the service node that holds (or last held) the primary lease, or None."""
     lease = lease_get()
     return lease.holder if lease is not None and lease.holder else None
+
+
+def primary_live() -> str | None:
+    """The lease holder while its lease is in force (not released, not expired on the database's clock), or None."""
+    live = ServiceLease.objects.filter(pk=LEASE_ID, released=False, expires_at__gt=Now()).exclude(holder="")
+    return live.values_list("holder", flat=True).first()
 
 
 def primary_address() -> str | None:

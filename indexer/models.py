@@ -10,6 +10,8 @@ from django.db import models
 from django.utils import timezone
 
 TARGET_MAX_LENGTH = 200
+# Room for any endpoint parse_endpoint accepts (a 253-character host name, brackets, a port).
+ENDPOINT_MAX_LENGTH = 300
 
 
 class Trigger(models.Model):
@@ -75,6 +77,8 @@ class Node(models.Model):
     host = models.CharField(max_length=255, blank=True)
     ip = models.CharField(max_length=64, blank=True)
     endpoint = models.CharField(max_length=300, blank=True)  # the messenger address it serves (service nodes)
+    # This node's own Service.MessengerEndpoint, set by an admin on the Cluster page; "" uses the cluster's.
+    endpoint_override = models.CharField(max_length=ENDPOINT_MAX_LENGTH, blank=True)
     version = models.CharField(max_length=32, blank=True)
     key_fingerprint = models.CharField(max_length=32, blank=True)
     settings_version = models.BigIntegerField(default=0)  # the settings version it has applied

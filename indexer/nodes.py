@@ -1,16 +1,26 @@
-"""The node registry: each node records who it is and keeps its heartbeat fresh.
+"""The node registry: each node records who it is and keeps its heartbeat fresh; an admin may remove a stale one.
 
 The cluster page reads it; the primary lease (indexer.lease) names one of these nodes, and `tcp://*:PORT`
-resolves to that node's registered IP (indexer.cluster).
+resolves to that node's registered IP (indexer.cluster). A heartbeat re-creates a row that was removed while
+its node was away, and a service node's endpoint override lives on its row.
 """
 from __future__ import annotations
 
+import logging
 import socket
 from dataclasses import dataclass
 
+from django.db import transaction
 from django.utils import timezone
 
+from indexer.cluster import primary_live
 from indexer.models import Node
+
+logger = logging.getLogger(__name__)
+
+
+class NodeNotRemovable(ValueError):
+    """The node may not be removed now (alive, or the primary); the message says why, for the user."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,11 +52,63 @@ def node_register(*, identity: NodeIdentity) -> Node:
     return node
 
 
-def node_heartbeat(*, name: str, **changes: object) -> None:
-    """Mark node `name` alive now, updating any of its fields given in `changes`."""
-    Node.objects.filter(name=name).update(heartbeat_at=timezone.now(), **changes)
+def node_heartbeat(*, identity: NodeIdentity, settings_version: int) -> bool:
+    """Mark the node alive now with its current identity; True when its row was gone and is registered again.
+
+    An admin may have removed the row while the node was away (stale): it comes back as it is now,
+    with the settings version it runs with, instead of beating into nothing.
+    """
+    updated = Node.objects.filter(name=identity.name).update(
+        heartbeat_at=timezone.now(), ip=identity.ip, endpoint=identity.endpoint, version=identity.version,
+        key_fingerprint=identity.key_fingerprint,
+    )
+    if updated:
+        return False
+    node_register(identity=identity)
+    node_settings_applied(name=identity.name, version=settings_version)
+    logger.warning("%s node %s was not in the registry (removed while away): registered again",
+                   identity.kind, identity.name)
+    return True
 
 
 def node_settings_applied(*, name: str, version: int) -> None:
     """Record that node `name` now runs with settings `version` (shown per node on the settings page)."""
     Node.objects.filter(name=name).update(settings_version=version, settings_applied_at=timezone.now())
+
+
+@transaction.atomic
+def node_remove(*, name: str, stale_after_seconds: int) -> Node:
+    """Remove node `name` from the registry, only when stale (no heartbeat for `stale_after_seconds`).
+
+    Raises Node.DoesNotExist, or NodeNotRemovable when the node is alive or holds a lease in force.
+    A node that turns out to be alive simply registers again with its next heartbeat.
+    """
+    node = Node.objects.select_for_update().get(name=name)
+    age = (timezone.now() - node.heartbeat_at).total_seconds()
+    if age <= stale_after_seconds:
+        raise NodeNotRemovable(
+            f"{name} is alive (last heartbeat {int(age)} s ago): only a node without a heartbeat for more "
+            f"than {stale_after_seconds} s can be removed. Stop it first."
+        )
+    if primary_live() == name:
+        raise NodeNotRemovable(f"{name} holds the primary lease: it cannot be removed until a standby takes over.")
+    node.delete()
+    return node
+
+
+def node_endpoint_override_set(*, name: str, value: str) -> str | None:
+    """Store `value` (validated; "" clears it) as service node `name`'s endpoint override; the old one, or None
+    when unchanged. Call inside the caller's transaction. Raises Node.DoesNotExist (no such service node)."""
+    node = Node.objects.select_for_update().get(name=name, kind=Node.Kind.SERVICE)
+    old = node.endpoint_override
+    if old == value:
+        return None
+    node.endpoint_override = value
+    node.save(update_fields=["endpoint_override"])
+    return old
+
+
+def node_endpoint_override(*, name: str) -> str:
+    """The endpoint override of node `name`, "" when it has none (or is not registered)."""
+    return Node.objects.filter(name=name).values_list("endpoint_override", flat=True).first() or ""
+

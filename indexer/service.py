@@ -103,6 +103,7 @@ class ServiceNode:
         handlers = ServiceHandlers(node=self)
         self.server = MessengerServer(
             key=messenger.key,
+            previous_keys=messenger.retired_keys,
             handlers=handlers.requests(),
             stream_handlers=handlers.streams(),
             allowed_ips=messenger.allowed_ips,
@@ -133,8 +134,7 @@ class ServiceNode:
 
     def heartbeat(self) -> str:
         """Keep this node's registry row alive and tell status viewers (called by the heartbeat runner)."""
-        node_heartbeat(name=settings.NODE_NAME, endpoint=self.server.address,
-                       key_fingerprint=self.messenger.fingerprint)
+        node_heartbeat(identity=self.identity(), settings_version=self.settings_version)
         self.hub.publish_heartbeat(self.info())
         return f"alive ({self.role}, lease token {self.lease_token})"
 
@@ -242,8 +242,7 @@ class ServiceNode:
                     else:
                         term_set(node=settings.NODE_NAME, token=held.token, trusted_until=trusted_until)
             try:
-                await sync_to_async(node_heartbeat)(name=settings.NODE_NAME, endpoint=self.server.address,
-                                                    key_fingerprint=self.messenger.fingerprint)
+                await sync_to_async(node_heartbeat)(identity=self.identity(), settings_version=self.settings_version)
             except Exception as exc:
                 logger.error("registry heartbeat not recorded: %s", exc)
             await asyncio.sleep(timing.heartbeat)
@@ -286,11 +285,14 @@ class ServiceNode:
     # -- live settings -----------------------------------------------------------------------------
 
     async def _watch_settings(self) -> None:
-        """Fallback for a missed config.changed: poll the settings version."""
+        """Fallback for a missed config.changed: poll the settings version (a failed poll never stops the node)."""
         while True:
             await asyncio.sleep(SETTINGS_POLL_SECONDS)
-            if await sync_to_async(settings_version)() != self.settings_version:
-                await self.apply_settings()
+            try:
+                if await sync_to_async(settings_version)() != self.settings_version:
+                    await self.apply_settings()
+            except Exception as exc:  # e.g. the database unreachable for a moment: the next poll tries again
+                logger.error("settings version not polled: %s", exc)
 
     def apply_settings_soon(self) -> None:
         """Apply settings in the background (the caller's reply goes out first)."""
@@ -305,9 +307,9 @@ class ServiceNode:
                 logger.error("settings not applied, the current messenger stays as it is: %s", exc)
                 return {"applied": False, "error": str(exc)}
             applied = []
-            if new.key != self.messenger.key:
-                self.server.set_key(new.key)
-                applied.append("key")
+            if (new.key, new.retired_keys) != (self.messenger.key, self.messenger.retired_keys):
+                self.server.set_key(new.key, new.retired_keys)  # cuts nothing in flight: see docs/messenger.md
+                applied.append("key" if new.key != self.messenger.key else "previous keys")
             if new.allowed_ips != self.messenger.allowed_ips:
                 self.server.set_allowed_ips(new.allowed_ips)
                 applied.append("allowed-ips")
@@ -320,8 +322,7 @@ class ServiceNode:
             self.settings_version = version
             self.scheduler.nudge()
             await sync_to_async(node_settings_applied)(name=settings.NODE_NAME, version=version)
-            await sync_to_async(node_heartbeat)(name=settings.NODE_NAME, endpoint=self.server.address,
-                                                key_fingerprint=self.messenger.fingerprint)
+            await sync_to_async(node_heartbeat)(identity=self.identity(), settings_version=version)
             logger.info("settings version %s applied (%s)", version, ", ".join(applied) or "no messenger change")
             return {"applied": True, "version": version, "changed": applied}
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from messenger.limits import (
     CONNECT_TIMEOUT,
     IDLE_TIMEOUT,
     KEEPALIVE_INTERVAL,
+    KEY_UPGRADE_INTERVAL,
     RECONNECT_BACKOFF_MAX,
     RECONNECT_BACKOFF_MIN,
     REQUEST_TIMEOUT,
@@ -61,6 +63,7 @@ class MessengerClient:
         *,
         endpoint: Endpoint,
         key: bytes,
+        previous_keys: Sequence[bytes] = (),
         run_dir: Path,
         resolver: Callable[[], str | None] | None = None,
         request_timeout: float = REQUEST_TIMEOUT,
@@ -71,9 +74,8 @@ class MessengerClient:
         backoff_max: float = RECONNECT_BACKOFF_MAX,
         on_state_change: Callable[[ClientState], None] | None = None,
     ) -> None:
-        Connection(role=Role.CLIENT, key=key)  # raises InvalidKey now rather than at the first call
         self._endpoint = endpoint
-        self._key = key
+        self._keys = _client_keys(key, previous_keys)  # raises InvalidKey now rather than at the first call
         self._run_dir = run_dir
         self._resolver = resolver
         self.request_timeout = request_timeout
@@ -151,17 +153,26 @@ class MessengerClient:
             link.fail(MessengerUnavailable(CONNECTION_LOST))
         self._set_state("closed", "client closed")
 
-    def reconfigure(self, *, endpoint: Endpoint | None = None, key: bytes | None = None) -> None:
-        """Use a new endpoint and/or key: the current connection is dropped; the next use reconnects."""
+    def reconfigure(
+        self, *, endpoint: Endpoint | None = None, key: bytes | None = None, previous_keys: Sequence[bytes] = ()
+    ) -> None:
+        """Use a new endpoint and/or key (and `previous_keys`, tried when the service refuses `key`).
+
+        A new endpoint drops the current connection. A new key alone fails nothing: the current connection
+        (the service accepts its key during the rotation's grace) finishes what is in flight on it and
+        closes, while new requests go over a new connection with the new key.
+        """
         if key is not None:
-            Connection(role=Role.CLIENT, key=key)  # validate
-            self._key = key
-        if endpoint is not None:
-            self._endpoint = endpoint
+            self._keys = _client_keys(key, previous_keys)
         self._generation += 1
         link, self._link = self._link, None
         if link is not None:
-            link.fail(MessengerUnavailable(CONNECTION_LOST))
+            if endpoint is None or endpoint == self._endpoint:
+                link.drain()
+            else:
+                link.fail(MessengerUnavailable(CONNECTION_LOST))
+        if endpoint is not None:
+            self._endpoint = endpoint
         if not self._closed:
             self._set_state("connecting", "messenger settings changed")
         self._wake.set()
@@ -212,10 +223,10 @@ class MessengerClient:
         self._set_state("connected", f"connected to {target}")
         return link
 
-    async def _open_link(self) -> tuple[Link, str]:
-        """Connect and handshake within connect_timeout; every failure is one human reason."""
-        endpoint, loop = self._endpoint, asyncio.get_running_loop()
-        link = Link(key=self._key, on_lost=self._link_lost)
+    async def _open_link(self, keys: tuple[bytes, ...] | None = None) -> tuple[Link, str]:
+        """Connect and handshake within connect_timeout, with each key in turn while the service holds another."""
+        keys = keys or self._keys
+        endpoint = self._endpoint
         path = socket_path(endpoint, self._run_dir) if endpoint.kind == "pipe" else None
         host = endpoint.host if path is None and not endpoint.is_any_host else None
         if path is None and host is None:
@@ -228,14 +239,31 @@ class MessengerClient:
             target = f"[{host}]:{endpoint.port}" if ":" in host else f"{host}:{endpoint.port}"
         try:
             async with asyncio.timeout(self.connect_timeout):
+                for tried, key in enumerate(keys, 1):
+                    try:
+                        return await self._handshake(key, path, host, target), target
+                    except MessengerUnavailable as exc:
+                        if tried == len(keys) or not isinstance(exc.__cause__, KeyMismatch):
+                            raise
+                        logger.info("messenger: the service at %s holds another key; trying the previous one", target)
+        except TimeoutError:
+            raise MessengerUnavailable(f"timed out connecting to {target}") from None
+        raise AssertionError("unreachable: the last key's failure is raised")
+
+    async def _handshake(self, key: bytes, path: Path | None, host: str | None, target: str) -> Link:
+        """One connection and handshake with `key`; every failure is one human reason."""
+        loop = asyncio.get_running_loop()
+        link = Link(key=key, on_lost=self._link_lost)
+        try:
+            try:
                 if path is not None:
                     await loop.create_unix_connection(lambda: link, str(path))
                 else:
-                    await loop.create_connection(lambda: link, host, endpoint.port)
+                    await loop.create_connection(lambda: link, host, self._endpoint.port)
                 await link.ready
-        except TimeoutError:
-            link.fail(MessengerUnavailable(f"timed out connecting to {target}"))
-            raise MessengerUnavailable(f"timed out connecting to {target}") from None
+            except asyncio.CancelledError:
+                link.fail(MessengerUnavailable(f"timed out connecting to {target}"))
+                raise
         except FileNotFoundError:
             raise MessengerUnavailable(f"not running (no socket at {target})") from None
         except ConnectionRefusedError:
@@ -248,7 +276,7 @@ class MessengerClient:
             raise MessengerUnavailable(exc.reason) from None
         except OSError as exc:
             raise MessengerUnavailable(f"cannot connect to {target}: {exc.strerror or exc}") from None
-        return link, target
+        return link
 
     def _link_lost(self, link: Link) -> None:
         if self._link is not link:
@@ -277,10 +305,19 @@ class MessengerClient:
             await self._keep_alive(link)
 
     async def _keep_alive(self, link: Link) -> None:
-        """KEEPALIVE when we sent nothing for keepalive_interval; drop the link after idle_timeout of silence."""
+        """KEEPALIVE when we sent nothing for keepalive_interval; drop the link after idle_timeout of silence.
+
+        A link on a previous key is replaced by one on the current key as soon as the service accepts it.
+        """
         loop = asyncio.get_running_loop()
-        while link.usable and not self._closed:
+        upgrade_at = loop.time() + KEY_UPGRADE_INTERVAL if link.key != self._keys[0] else math.inf
+        while link.usable and not self._closed and link is self._link:
             now = loop.time()
+            if now >= upgrade_at:
+                if await self._upgrade_key(link):
+                    return
+                upgrade_at = loop.time() + KEY_UPGRADE_INTERVAL
+                continue
             silent_until = link.last_received + self.idle_timeout
             if now >= silent_until:
                 logger.warning("messenger: no answer from the service for %g s; reconnecting", self.idle_timeout)
@@ -290,7 +327,23 @@ class MessengerClient:
             if now >= keepalive_due:
                 link.send_keepalive()
                 continue
-            await asyncio.wait({link.closed}, timeout=min(keepalive_due, silent_until) - now)
+            await asyncio.wait({link.closed, link.draining}, timeout=min(keepalive_due, silent_until, upgrade_at) - now,
+                               return_when=asyncio.FIRST_COMPLETED)
+
+    async def _upgrade_key(self, link: Link) -> bool:
+        """Move from `link` (on a previous key) to a new link on the current key; False if the service refuses it."""
+        generation = self._generation
+        try:
+            new, target = await self._open_link(self._keys[:1])
+        except MessengerUnavailable:
+            return False
+        if generation != self._generation or self._closed or self._link is not link:
+            new.fail(MessengerUnavailable(CONNECTION_LOST))
+            return False
+        logger.info("messenger: now on the current key with %s", target)
+        self._link = new
+        link.drain()
+        return True
 
     async def _sleep(self, seconds: float) -> None:
         with suppress(TimeoutError):
@@ -316,6 +369,14 @@ class MessengerClient:
                 self.on_state_change(self._state)
             except Exception:
                 logger.exception("messenger: on_state_change callback failed")
+
+
+def _client_keys(key: bytes, previous_keys: Sequence[bytes]) -> tuple[bytes, ...]:
+    """The keys to try, the current one first (validated: InvalidKey)."""
+    keys = tuple(dict.fromkeys((key, *previous_keys)))
+    for each in keys:
+        Connection(role=Role.CLIENT, key=each)
+    return keys
 
 
 class Subscription:
@@ -419,6 +480,7 @@ def call(
     *,
     endpoint: Endpoint,
     key: bytes,
+    previous_keys: Sequence[bytes] = (),
     run_dir: Path,
     type: str,
     body: dict | None = None,
@@ -431,6 +493,7 @@ def call(
         client = MessengerClient(
             endpoint=endpoint,
             key=key,
+            previous_keys=previous_keys,
             run_dir=run_dir,
             resolver=resolver,
             request_timeout=timeout,

@@ -50,6 +50,8 @@ class Link(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self.ready: asyncio.Future[None] = self._loop.create_future()
         self.closed: asyncio.Future[None] = self._loop.create_future()
+        # Done once the client moved on (drain()): no new requests; the link closes when nothing is left on it.
+        self.draining: asyncio.Future[None] = self._loop.create_future()
         self.pending: dict[int, asyncio.Future[dict]] = {}
         self.streams: dict[int, StreamSink] = {}
         self.error: MessengerUnavailable | None = None  # why the link ended
@@ -60,6 +62,11 @@ class Link(asyncio.Protocol):
         self._deadlines: dict[int, float] = {}
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._deadline_timer_at = 0.0
+
+    @property
+    def key(self) -> bytes:
+        """The key this link authenticates with."""
+        return self._conn.key
 
     @property
     def usable(self) -> bool:
@@ -124,6 +131,18 @@ class Link(asyncio.Protocol):
         """Drop what is kept for request `id` (its future and deadline)."""
         self.pending.pop(id, None)
         self._deadlines.pop(id, None)
+        if self.draining.done():
+            self._close_if_drained()
+
+    def drain(self) -> None:
+        """The client moved on (a new key): close once no request or stream is left on this link."""
+        if not self.draining.done():
+            self.draining.set_result(None)
+        self._close_if_drained()
+
+    def _close_if_drained(self) -> None:
+        if not self.pending and not self.streams and self.error is None:
+            self.fail(MessengerUnavailable(CONNECTION_LOST))
 
     def _arm_deadline_timer(self, when: float) -> None:
         if self._deadline_timer is not None:
@@ -152,6 +171,8 @@ class Link(asyncio.Protocol):
         self.streams.pop(id, None)
         if self.usable:
             self._write(self._conn.send_cancel(id=id))
+        if self.draining.done():
+            self._close_if_drained()
 
     def send_keepalive(self) -> None:
         if self.usable:

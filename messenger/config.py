@@ -11,22 +11,26 @@ import contextlib
 import dataclasses
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from messenger.allowlist import IPNetwork, parse_allowed_ips
 from messenger.client import call
-from messenger.crypto import generate_key, key_fingerprint, parse_key
+from messenger.crypto import RetiredKey, generate_key, key_fingerprint, parse_key
 from messenger.endpoint import Endpoint, parse_endpoint
 from messenger.errors import MessengerError
-from proget_web.advanced_settings.models import SettingValue
+from proget_web.advanced_settings.models import RetiredValue, SettingValue
+from proget_web.advanced_settings.registry import setting_definition
 from proget_web.advanced_settings.services import setting_get_or_init
 
 ENDPOINT_SETTING = "Service.MessengerEndpoint"
 KEY_SETTING = "Service.MessengerKey"
 ALLOWED_IPS_SETTING = "Service.MessengerAllowedIps"
+KEY_GRACE_SETTING = "Service.MessengerKeyGraceSeconds"
 logger = logging.getLogger(__name__)
 
 # How often a service node polls for settings changes it was not told about (indexer.service).
@@ -37,6 +41,8 @@ SETTINGS_POLL_HINT_SECONDS = 5
 class MessengerSettings:
     endpoint: Endpoint
     key: bytes = dataclasses.field(repr=False)  # never in a repr, a log line or an error report
+    # Keys replaced less than Service.MessengerKeyGraceSeconds ago, newest first: still accepted until then.
+    retired_keys: tuple[RetiredKey, ...] = dataclasses.field(repr=False, default=())
     allowed_ips: tuple[IPNetwork, ...]
     run_dir: Path
 
@@ -44,12 +50,19 @@ class MessengerSettings:
     def fingerprint(self) -> str:
         return key_fingerprint(self.key)
 
+    @property
+    def previous_keys(self) -> tuple[bytes, ...]:
+        """The retired keys a client tries, newest first, when the service still holds an older key."""
+        return tuple(retired.key for retired in self.retired_keys)
+
 
 @sensitive_variables("key_text")
 def messenger_settings() -> MessengerSettings:
     """Read (and on first use, create the key for) the messenger settings of this cluster."""
     stored = dict(
-        SettingValue.objects.filter(name__in=[ENDPOINT_SETTING, ALLOWED_IPS_SETTING]).values_list("name", "value")
+        SettingValue.objects.filter(
+            name__in=[ENDPOINT_SETTING, ALLOWED_IPS_SETTING, KEY_GRACE_SETTING]
+        ).values_list("name", "value")
     )
     key_text = setting_get_or_init(name=KEY_SETTING, factory=generate_key)
     try:
@@ -57,11 +70,39 @@ def messenger_settings() -> MessengerSettings:
     except ValueError as exc:
         raise MessengerError(str(exc)) from None
     return MessengerSettings(
-        endpoint=parse_endpoint(stored.get(ENDPOINT_SETTING, "")),
+        endpoint=parse_endpoint(_endpoint_text(stored)),
         key=parse_key(key_text),
+        retired_keys=_retired_keys(key_text, stored.get(KEY_GRACE_SETTING, "")),
         allowed_ips=allowed_ips,
         run_dir=Path(settings.DATA_DIR) / "run",
     )
+
+
+@sensitive_variables("key_text", "value")
+def _retired_keys(key_text: str, grace_text: str) -> tuple[RetiredKey, ...]:
+    """The keys replaced within the grace (Service.MessengerKeyGraceSeconds), newest first, each with its end."""
+    definition = setting_definition(KEY_GRACE_SETTING)
+    try:
+        grace = int(definition.parse(grace_text) if grace_text else definition.default)
+    except ValueError as exc:  # stored around the validation
+        raise MessengerError(str(exc)) from None
+    if grace <= 0:
+        return ()
+    rows = RetiredValue.objects.filter(
+        name=KEY_SETTING, retired_at__gt=timezone.now() - timedelta(seconds=grace)
+    ).order_by("-retired_at").values_list("value", "retired_at")
+    return tuple(
+        RetiredKey(key=parse_key(value), until=retired_at.timestamp() + grace)
+        for value, retired_at in rows
+        if value.strip() != key_text.strip()
+    )
+
+
+def _endpoint_text(stored: dict[str, str]) -> str:
+    """This node's own endpoint override (set on the Cluster page) when it has one, else the cluster-wide value."""
+    from indexer.nodes import node_endpoint_override  # the registry lives in the indexer app
+
+    return node_endpoint_override(name=settings.NODE_NAME) or stored.get(ENDPOINT_SETTING, "")
 
 
 def _primary_address() -> str | None:
@@ -109,8 +150,8 @@ def service_call(
 ) -> dict:
     """One request to the service from synchronous code, with this cluster's settings (or `config`)."""
     config = config or messenger_settings()
-    return call(endpoint=config.endpoint, key=config.key, run_dir=config.run_dir, resolver=local_resolver,
-                type=type, body=body, timeout=timeout)
+    return call(endpoint=config.endpoint, key=config.key, previous_keys=config.previous_keys, run_dir=config.run_dir,
+                resolver=local_resolver, type=type, body=body, timeout=timeout)
 
 
 def config_changed_notify(*, previous: MessengerSettings | None, timeout: float = 2.0) -> str:

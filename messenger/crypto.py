@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -24,6 +24,7 @@ from messenger.limits import KEY_BYTES  # re-exported: part of this module's API
 
 _FINGERPRINT_PREFIX = b"proget-messenger-fingerprint-v1"
 _HKDF_INFO = b"proget-messenger v1 keys"
+_KEY_HINT_LABEL = b"proget-messenger v1 key hint"
 # 12-byte GCM nonce: 4 zero bytes then the 8-byte big-endian counter.
 _NONCE = struct.Struct(">4xQ")
 
@@ -51,6 +52,22 @@ def key_fingerprint(key: bytes) -> str:
     """Identify a key without revealing it: "xxxx-xxxx-xxxx-xxxx" (16 hex digits of a SHA-256)."""
     digest = hashlib.sha256(_FINGERPRINT_PREFIX + key).hexdigest()[:16]
     return "-".join(digest[i : i + 4] for i in range(0, 16, 4))
+
+
+@dataclass(frozen=True)
+class RetiredKey:
+    """A replaced key that servers still accept until `until` (a time.time() timestamp): the rotation's grace."""
+
+    key: bytes = field(repr=False)  # never in a repr, a log line or an error report
+    until: float
+
+
+def key_hint(key: bytes, random_part: bytes) -> bytes:
+    """HMAC-SHA256(key, label ‖ random_part) cut to KEY_HINT_BYTES: which key a client holds, to its holders only.
+
+    A fresh random part per connection makes hints unlinkable; the HMAC reveals nothing about the key.
+    """
+    return hmac.new(key, _KEY_HINT_LABEL + random_part, hashlib.sha256).digest()[: limits.KEY_HINT_BYTES]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ MAGIC = b"PGMS"
 KEY_BYTES = 32
 # Per-side handshake nonce: 256 bits, so two connections never derive the same session keys.
 NONCE_BYTES = 32
+# The client's nonce is random(16) | key hint(16): 128 random bits (with the server's 256, fresh keys per
+# connection) and a tag that tells a server accepting several keys (during a rotation) which one the client holds.
+KEY_HINT_BYTES = 16
 # HMAC-SHA256 output length; proofs are sent untruncated.
 PROOF_BYTES = 32
 # AES-GCM authentication tag length (the full, strongest tag size).
@@ -46,6 +49,9 @@ CONNECT_TIMEOUT = 2.0
 RECONNECT_BACKOFF_MIN = 0.1
 # Longest reconnect delay (doubling from the minimum): a down service is not hammered.
 RECONNECT_BACKOFF_MAX = 10.0
+# A client connected with a previous key (the service had not applied the new one yet) tries the current key
+# this often, so it has moved long before the previous key's grace ends (Service.MessengerKeyGraceSeconds).
+KEY_UPGRADE_INTERVAL = 1.0
 
 # --- counts ---
 

@@ -8,7 +8,7 @@ its own direction; the first violation closes the connection for good.
 
 import enum
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import FrozenInstanceError
 from operator import itemgetter
 from typing import Any, Self
@@ -17,6 +17,7 @@ from messenger import crypto
 from messenger.errors import InvalidKey, KeyMismatch, LocalProtocolError, RemoteProtocolError
 from messenger.limits import (
     KEY_BYTES,
+    KEY_HINT_BYTES,
     LENGTH_PREFIX_BYTES,
     MAGIC,
     MAX_FRAME_BYTES,
@@ -187,12 +188,24 @@ _REQUEST, _REPLY, _ERROR, _STREAM, _CANCEL, _KEEPALIVE_KIND = (
 class Connection:
     """One end of one messenger connection."""
 
-    def __init__(self, *, role: Role, key: bytes, random: Callable[[int], bytes] = os.urandom) -> None:
-        if len(key) != KEY_BYTES:
-            raise InvalidKey(f"the messenger key must be {KEY_BYTES} raw bytes (see crypto.parse_key)")
+    def __init__(
+        self,
+        *,
+        role: Role,
+        key: bytes,
+        previous_keys: Sequence[bytes] = (),
+        random: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        """`previous_keys` (SERVER only): retired keys still accepted, from a client whose key hint names one."""
+        for raw in (key, *previous_keys):
+            if len(raw) != KEY_BYTES:
+                raise InvalidKey(f"the messenger key must be {KEY_BYTES} raw bytes (see crypto.parse_key)")
+        if previous_keys and role is not Role.SERVER:
+            raise LocalProtocolError("only a server accepts previous keys")
         self.state = State.HANDSHAKING
         self._role = role
         self._key = key
+        self._previous_keys = tuple(previous_keys)
         self._random = random
         self._stage = _Stage.NEW if role is Role.CLIENT else _Stage.AWAIT_CLIENT_HELLO
         self._buffer = bytearray()  # received bytes of an incomplete handshake message or frame
@@ -213,7 +226,8 @@ class Connection:
         """CLIENT only, once: return the ClientHello to send."""
         if self._stage is not _Stage.NEW:
             raise LocalProtocolError("initiate() is for a new client connection only")
-        self._client_hello = MAGIC + _VERSION + self._nonce()
+        random_part = self._nonce(NONCE_BYTES - KEY_HINT_BYTES)
+        self._client_hello = MAGIC + _VERSION + random_part + crypto.key_hint(self._key, random_part)
         self._stage = _Stage.AWAIT_SERVER_HELLO
         return self._client_hello
 
@@ -229,6 +243,11 @@ class Connection:
         """Close the connection and return the REJECT bytes to write before closing the transport."""
         self._close()
         return REJECT
+
+    @property
+    def key(self) -> bytes:
+        """The key this connection authenticates with (a server's: the one the client's hint named, once known)."""
+        return self._key
 
     @property
     def has_partial_data(self) -> bool:
@@ -379,7 +398,9 @@ class Connection:
             raise RemoteProtocolError("unknown-version")
 
     def _on_client_hello(self, hello: bytes) -> None:
-        server_head = MAGIC + _VERSION + self._nonce()
+        if self._previous_keys:
+            self._key = self._hinted_key(hello[_HELLO_HEAD_BYTES:])
+        server_head = MAGIC + _VERSION + self._nonce(NONCE_BYTES)
         keys = crypto.derive_session_keys(self._key, hello[_HELLO_HEAD_BYTES:], server_head[_HELLO_HEAD_BYTES:])
         transcript = hello + server_head
         self._outgoing += server_head + crypto.proof(keys.server_proof, b"server", transcript)
@@ -413,10 +434,20 @@ class Connection:
         self._session_keys = None
         self._expected_client_proof = b""
 
-    def _nonce(self) -> bytes:
-        nonce = self._random(NONCE_BYTES)
-        if len(nonce) != NONCE_BYTES:
-            raise LocalProtocolError(f"random({NONCE_BYTES}) returned {len(nonce)} bytes")
+    def _hinted_key(self, client_nonce: bytes) -> bytes:
+        """The accepted key the client's hint names; the current key when it names none (the proof then fails).
+
+        Every key is checked, so the time taken does not tell which one matched.
+        """
+        random_part, hint = client_nonce[:-KEY_HINT_BYTES], client_nonce[-KEY_HINT_BYTES:]
+        named = [key for key in (self._key, *self._previous_keys)
+                 if crypto.proofs_equal(crypto.key_hint(key, random_part), hint)]
+        return named[0] if named else self._key
+
+    def _nonce(self, size: int) -> bytes:
+        nonce = self._random(size)
+        if len(nonce) != size:
+            raise LocalProtocolError(f"random({size}) returned {len(nonce)} bytes")
         return nonce
 
     def _fail(self, error: RemoteProtocolError) -> None:

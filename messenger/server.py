@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import stat
+import time
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from types import MappingProxyType
 
 from messenger import limits
 from messenger.allowlist import IPNetwork, ip_allowed
+from messenger.crypto import RetiredKey
 from messenger.endpoint import Endpoint, socket_path
 from messenger.errors import MessengerError
 from messenger.protocol import Connection, Role
@@ -61,13 +63,17 @@ class MessengerServer:
         self,
         *,
         key: bytes,
+        previous_keys: Sequence[RetiredKey] = (),
         handlers: Mapping[str, Handler],
         stream_handlers: Mapping[str, StreamHandler] = _NO_STREAMS,
         allowed_ips: Sequence[IPNetwork] = (),
         limits: ServerLimits = ServerLimits(),  # noqa: B008 - frozen, so sharing the default is safe
     ) -> None:
-        Connection(role=Role.SERVER, key=key)  # raises InvalidKey now rather than at the first peer
         self.key = key
+        self.previous_keys: tuple[RetiredKey, ...] = ()
+        self.accepted_previous: tuple[bytes, ...] = ()  # the raw keys of previous_keys, for each new Connection
+        self._grace_timer: asyncio.TimerHandle | None = None
+        self._set_keys(key, previous_keys)  # raises InvalidKey now rather than at the first peer
         self.handlers = dict(handlers)
         self.stream_handlers = dict(stream_handlers)
         self.allowed_ips: tuple[IPNetwork, ...] = tuple(allowed_ips)
@@ -93,12 +99,16 @@ class MessengerServer:
             except OSError as exc:
                 raise MessengerError(f"cannot listen on {endpoint}: {exc.strerror or exc}") from exc
         logger.info("messenger: listening on %s", self.address)
+        self._arm_grace_timer()
 
     async def close(self) -> None:
         """Stop accepting, close every connection and remove our socket file (if it is still ours)."""
         server, self._server = self._server, None
         if server is None:
             return
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
         server.close()
         gone = [conn.lost for conn in self.connections]
         for conn in list(self.connections):
@@ -126,12 +136,18 @@ class MessengerServer:
 
     # --- live reconfiguration ---
 
-    def set_key(self, key: bytes) -> None:
-        """New connections use `key`; existing ones (authenticated with the old key) are closed."""
-        Connection(role=Role.SERVER, key=key)  # validate
-        self.key = key
-        for conn in list(self.connections):
-            conn.close(abort=False, why="messenger key changed")
+    def set_key(self, key: bytes, previous_keys: Sequence[RetiredKey] = ()) -> None:
+        """Accept `key` and, each until its grace ends, `previous_keys`; nothing in flight is cut.
+
+        A connection whose key is no longer accepted is closed as soon as no request of it is in flight.
+        """
+        self._set_keys(key, previous_keys)
+        self._arm_grace_timer()
+        self._retire_connections()
+
+    def accepts(self, key: bytes) -> bool:
+        """Whether a connection authenticated with `key` may go on."""
+        return key == self.key or key in self.accepted_previous
 
     def set_allowed_ips(self, networks: Sequence[IPNetwork]) -> None:
         """Apply a new allowlist; TCP peers that no longer qualify are closed."""
@@ -141,6 +157,38 @@ class MessengerServer:
                 conn.close(abort=False, why="peer no longer in Service.MessengerAllowedIps")
 
     # --- internals ---
+
+    def _set_keys(self, key: bytes, previous_keys: Sequence[RetiredKey]) -> None:
+        now = time.time()
+        previous = tuple(retired for retired in previous_keys if retired.until > now and retired.key != key)
+        raw = tuple(dict.fromkeys(retired.key for retired in previous))
+        Connection(role=Role.SERVER, key=key, previous_keys=raw)  # validate every key
+        self.key, self.previous_keys, self.accepted_previous = key, previous, raw
+
+    def _arm_grace_timer(self) -> None:
+        """Drop each previous key when its grace ends (needs a running loop: armed again by start())."""
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+        if not self.previous_keys:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        delay = min(retired.until for retired in self.previous_keys) - time.time()
+        self._grace_timer = loop.call_later(max(0.0, delay), self._grace_ended)
+
+    def _grace_ended(self) -> None:
+        self._grace_timer = None
+        self.set_key(self.key, self.previous_keys)  # drops what expired, re-arms for the rest
+        logger.info("messenger: a previous key's grace ended; %d previous key(s) still accepted",
+                    len(self.previous_keys))
+
+    def _retire_connections(self) -> None:
+        for conn in list(self.connections):
+            if conn.authenticated and not self.accepts(conn.key):
+                conn.retire()
 
     def _new_connection(self) -> ServerConnection:
         return ServerConnection(self)

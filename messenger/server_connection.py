@@ -95,12 +95,14 @@ class ServerConnection(asyncio.Protocol):
         self._stats = server.stats
         self._limits = server.limits
         self._loop = asyncio.get_running_loop()
-        self._conn = Connection(role=Role.SERVER, key=server.key)
+        self._conn = Connection(role=Role.SERVER, key=server.key, previous_keys=server.accepted_previous)
         self._transport: asyncio.Transport | None = None
         self.peer = "unix"
         self.peer_ip: str | None = None  # None for Unix sockets: local peers, no allowlist
         self.lost: asyncio.Future[None] = self._loop.create_future()
         self._closing = False
+        self._retiring = False  # its key was retired: close once no request is in flight
+        self._requests_in_flight = 0  # handlers running in a task
         self._bytes_in = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._streams: dict[int, asyncio.Task[None]] = {}
@@ -191,6 +193,9 @@ class ServerConnection(asyncio.Protocol):
                     self._flush()
             if self._closing:
                 return
+            if self._retiring:
+                self._close_if_idle()
+                return
         if (self._frame_timer is not None or conn.has_partial_data) and conn.state is _OPEN:
             self._watch_partial_frame(bool(events))
 
@@ -207,6 +212,28 @@ class ServerConnection(asyncio.Protocol):
             self._transport.resume_reading()  # type: ignore[union-attr]
 
     # --- control from the server ---
+
+    @property
+    def authenticated(self) -> bool:
+        return self._conn.state is _OPEN
+
+    @property
+    def key(self) -> bytes:
+        """The key the peer authenticated with."""
+        return self._conn.key
+
+    def retire(self) -> None:
+        """The key of this connection was retired: end its streams, close once no request is in flight."""
+        if self._closing or self._retiring:
+            return
+        self._retiring = True
+        for task in list(self._streams.values()):
+            task.cancel()
+        self._close_if_idle()
+
+    def _close_if_idle(self) -> None:
+        if not self._requests_in_flight:
+            self.close(abort=False, why="its key was retired (the rotation's grace ended)")
 
     def close(self, *, abort: bool, why: str) -> None:
         """Close on the server's own initiative (shutdown, key or allowlist change)."""
@@ -243,6 +270,8 @@ class ServerConnection(asyncio.Protocol):
                 self._handshake_timer = None
             self._idle_deadline = self._last_frame + self._limits.idle_timeout
             self._idle_timer = self._loop.call_at(self._idle_deadline, self._idle_check)
+            if not self._server.accepts(self._conn.key):  # retired while this handshake was under way
+                self.retire()
 
     def _on_request(self, request: Request) -> None:
         stream_handler = self._server.stream_handlers.get(request.type)
@@ -261,6 +290,7 @@ class ServerConnection(asyncio.Protocol):
                 # always runs in its own Task, so context variables and asyncio.current_task() hold.
                 self._send_reply(request, result)
             else:
+                self._requests_in_flight += 1
                 self._spawn(self._reply_later(request, result))
         except Exception as exc:  # noqa: BLE001 - any handler failure becomes an ERROR reply
             self._handler_failed(request, exc)
@@ -272,6 +302,10 @@ class ServerConnection(asyncio.Protocol):
             self._handler_failed(request, exc)
         else:
             self._send_reply(request, body)
+        finally:
+            self._requests_in_flight -= 1
+            if self._retiring:
+                self._close_if_idle()
 
     def _start_stream(self, request: Request, handler: StreamHandler) -> None:
         if request.id in self._streams:

@@ -29,7 +29,7 @@ async def service_probe() -> ServiceProbe:
     except MessengerError as exc:
         return ServiceProbe(ok=False, detail=f"messenger misconfigured: {exc}")
     client = MessengerClient(
-        endpoint=config.endpoint, key=config.key, run_dir=config.run_dir,
+        endpoint=config.endpoint, key=config.key, previous_keys=config.previous_keys, run_dir=config.run_dir,
         resolver=local_resolver, request_timeout=PROBE_TIMEOUT, connect_timeout=PROBE_TIMEOUT,
     )
     started = time.perf_counter()

@@ -49,15 +49,15 @@ class _Beat:
         name = web_node_name()
         try:
             fingerprint = messenger_key_state().fingerprint  # never generates the key: a GET changes no setting
+            identity = NodeIdentity(name=name, kind="web", ip=settings.NODE_IP, endpoint="",
+                                    version=proget_web.__version__, key_fingerprint=fingerprint)
+            version = settings_version()
             if not self.registered:
-                node_register(identity=NodeIdentity(
-                    name=name, kind="web", ip=settings.NODE_IP, endpoint="",
-                    version=proget_web.__version__, key_fingerprint=fingerprint,
-                ))
+                node_register(identity=identity)
                 self.registered = True
             else:
-                node_heartbeat(name=name, key_fingerprint=fingerprint)
-            node_settings_applied(name=name, version=settings_version())
+                node_heartbeat(identity=identity, settings_version=version)
+            node_settings_applied(name=name, version=version)
         except DatabaseError as exc:  # the registry is information: a page never fails for it
             logger.warning("web node %s not recorded in the registry: %s", name, exc)
 

@@ -1,20 +1,39 @@
-"""Changing settings from the web and the CLI: store through the settings core, then tell the nodes.
+"""Changing settings and the cluster from the web and the CLI: store through the core, then tell the nodes.
 
-The store (setting_set) is one transaction; the nudge goes out only after it committed, so the
-service reads the new value when it reacts. A messenger outage never fails a change.
+Each store is one transaction; the nudge goes out only after it committed, so the service reads the
+new value when it reacts. A messenger outage never fails a change. Node removals are logged; endpoint
+overrides are audited like settings and bump the settings version, so the node applies them live.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
-from messenger.config import KEY_SETTING, config_changed_notify, messenger_settings
+from django.db import transaction
+
+from indexer.cluster import primary_name
+from indexer.nodes import node_endpoint_override_set, node_remove
+from messenger.config import (
+    ENDPOINT_SETTING,
+    KEY_SETTING,
+    SETTINGS_POLL_HINT_SECONDS,
+    MessengerSettings,
+    config_changed_notify,
+    messenger_settings,
+)
 from messenger.crypto import generate_key
+from messenger.endpoint import parse_endpoint
 from messenger.errors import MessengerError
+from proget_web.administration.selectors import stale_after_seconds
 from proget_web.advanced_settings.models import SettingChange
 from proget_web.advanced_settings.registry import SettingValueError, setting_definition
-from proget_web.advanced_settings.services import setting_set
+from proget_web.advanced_settings.services import setting_set, settings_version_bump
+
+logger = logging.getLogger(__name__)
 
 WEB_SOURCE = "web"
+# An override's audit entry is named after the setting and the node, cut to what the audit table holds.
+AUDIT_NAME_MAX_LENGTH = SettingChange._meta.get_field("name").max_length
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,6 +49,14 @@ class SettingOutcome:
         return f"{self.name} changed ({old} → {new}); {self.applied}."
 
 
+def _settings_in_use() -> MessengerSettings | None:
+    """This process's messenger settings before a change: the service still runs with these."""
+    try:
+        return messenger_settings()
+    except MessengerError:
+        return None  # broken now: the change may be the fix
+
+
 def setting_change(*, name: str, value: str, actor: str, source: str = WEB_SOURCE) -> SettingOutcome:
     """Validate and store `value` ("" restores the default), then nudge the service.
 
@@ -39,10 +66,7 @@ def setting_change(*, name: str, value: str, actor: str, source: str = WEB_SOURC
     definition = setting_definition(name)
     if value.strip():
         definition.parse(value.strip())  # refuse before messenger_settings() may generate the key
-    try:
-        previous = messenger_settings()  # before saving: the service still runs with these
-    except MessengerError:
-        previous = None  # broken now: the new value may be the fix
+    previous = _settings_in_use()
     change = setting_set(name=name, value=value, actor=actor, source=source)
     if change is None:
         applied = ""
@@ -63,3 +87,54 @@ def messenger_key_set(*, value: str, actor: str) -> SettingOutcome:
 def messenger_key_generate(*, actor: str) -> SettingOutcome:
     """Replace the messenger key with a freshly generated one."""
     return setting_change(name=KEY_SETTING, value=generate_key(), actor=actor)
+
+
+@transaction.atomic
+def cluster_node_remove(*, name: str, actor: str, source: str = WEB_SOURCE) -> str:
+    """Remove stale node `name` from the registry and log who did; one line for the user.
+
+    Its endpoint override goes with it, audited under a new settings version: if the node is alive after all,
+    it applies the cluster-wide endpoint, as its registry row (registered again) then says.
+    Raises Node.DoesNotExist, or NodeNotRemovable (alive, or holding the primary lease) with the reason.
+    """
+    node = node_remove(name=name, stale_after_seconds=stale_after_seconds())
+    if node.endpoint_override:
+        _override_audit(node=name, old=node.endpoint_override, new="", actor=actor, source=source)
+    logger.warning("%s removed %s node %s (ip %s, last heartbeat %s) from the registry",
+                   actor, node.kind, name, node.ip or "-", node.heartbeat_at.isoformat(timespec="seconds"))
+    return f"Node {name} removed. If it is still running, it registers again with its next heartbeat."
+
+
+def endpoint_override_audit_name(node: str) -> str:
+    """The audit trail's name for node `node`'s endpoint override."""
+    return f"{ENDPOINT_SETTING}@{node}"[:AUDIT_NAME_MAX_LENGTH]
+
+
+def _override_audit(*, node: str, old: str, new: str, actor: str, source: str) -> None:
+    """Record an override change in the settings audit trail under a new settings version (nodes re-read)."""
+    SettingChange.objects.create(name=endpoint_override_audit_name(node), old_value=old, new_value=new,
+                                 changed_by=actor, source=source, version=settings_version_bump())
+
+
+def endpoint_override_change(*, node: str, value: str, actor: str, source: str = WEB_SOURCE) -> str:
+    """Set service node `node`'s own messenger endpoint ("" restores the cluster-wide one); one line for the user.
+
+    Validated (InvalidEndpoint), stored in canonical form with an audit entry under a new settings version, in
+    one transaction; then the node is nudged if it is the primary, and otherwise notices by polling.
+    Raises Node.DoesNotExist when no service node has that name.
+    """
+    text = str(parse_endpoint(value)) if value.strip() else ""
+    nudge = node == primary_name()  # a standby is not reachable through the messenger: it polls
+    previous = _settings_in_use() if nudge else None
+    with transaction.atomic():
+        old = node_endpoint_override_set(name=node, value=text)
+        if old is None:
+            return f"The endpoint of {node} is unchanged."
+        _override_audit(node=node, old=old, new=text, actor=actor, source=source)
+    logger.info("endpoint override of %s changed by %s via %s: %r -> %r", node, actor, source, old, text)
+    if nudge:
+        applied = config_changed_notify(previous=previous)
+    else:
+        applied = f"it applies it within {SETTINGS_POLL_HINT_SECONDS} s"
+    target = f"its own endpoint {text}" if text else "the cluster-wide endpoint"
+    return f"{node} now uses {target}; {applied}."

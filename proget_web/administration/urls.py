@@ -6,4 +6,7 @@ from proget_web.administration import views
 urlpatterns = [
     path("administration/advanced-settings", views.advanced_settings, name="advanced-settings"),
     path("administration/cluster", views.cluster, name="cluster"),
+    path("administration/cluster/nodes/<path:node>/remove", views.cluster_node_remove, name="cluster-node-remove"),
+    path("administration/cluster/nodes/<path:node>/endpoint", views.cluster_node_endpoint,
+         name="cluster-node-endpoint"),
 ]

@@ -1,4 +1,5 @@
-"""The administration pages: Advanced Settings (read and change) and the Cluster overview.
+"""The administration pages: Advanced Settings (read and change), the Cluster overview with node removal
+and per-node endpoint overrides.
 
 Views only parse the request and call the administration core; GET never writes, and the
 messenger key is shown by fingerprint only.
@@ -6,12 +7,15 @@ messenger key is shown by fingerprint only.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from indexer.models import Node
+from indexer.nodes import NodeNotRemovable
 from messenger.config import KEY_SETTING
 from proget_web.administration import selectors, services
+from proget_web.administration.forms import EndpointOverrideForm
 from proget_web.administration.permissions import permission_required_or_403
 from proget_web.advanced_settings.registry import SettingValueError, UnknownSetting
 from proget_web.advanced_settings.selectors import settings_list
@@ -73,8 +77,49 @@ def advanced_settings(request: HttpRequest) -> HttpResponse:
     return render(request, "administration/advanced_settings.html", context, status=400 if failed else 200)
 
 
+def _cluster_page(request: HttpRequest, *, error: str = "", status: int = 200) -> HttpResponse:
+    context = {"cluster": selectors.cluster_view(), "error": error}
+    return render(request, "administration/cluster.html", context, status=status)
+
+
 @permission_required_or_403("administration.view_service_status")
 @require_GET
 def cluster(request: HttpRequest) -> HttpResponse:
-    """Every registered node: identity, heartbeat age (stale flagged), key match, settings applied."""
-    return render(request, "administration/cluster.html", {"cluster": selectors.cluster_view()})
+    """Every registered node: role, identity, heartbeat age (stale flagged), key match, settings applied; failovers."""
+    return _cluster_page(request)
+
+
+@permission_required_or_403("administration.change_settings")
+@require_POST
+def cluster_node_remove(request: HttpRequest, node: str) -> HttpResponse:
+    """Remove a stale node from the registry; a live node or the primary is refused with the reason (409)."""
+    try:
+        outcome = services.cluster_node_remove(name=node, actor=request.user.get_username())
+    except Node.DoesNotExist:
+        raise Http404(f"no node named {node!r}") from None
+    except NodeNotRemovable as exc:
+        return _cluster_page(request, error=f"Nothing was removed: {exc}", status=409)
+    messages.success(request, outcome)
+    return redirect("cluster")
+
+
+@permission_required_or_403("administration.change_settings")
+@require_http_methods(["GET", "POST"])
+def cluster_node_endpoint(request: HttpRequest, node: str) -> HttpResponse:
+    """A service node's own messenger endpoint: the form (GET), or save it and back to the Cluster page (POST)."""
+    target = selectors.service_node(name=node)
+    if target is None:
+        raise Http404(f"no service node named {node!r}")
+    form = EndpointOverrideForm(request.POST if request.method == "POST" else None,
+                                initial={"endpoint": target.endpoint_override})
+    if form.is_valid():
+        try:
+            outcome = services.endpoint_override_change(
+                node=node, value=form.cleaned_data["endpoint"], actor=request.user.get_username()
+            )
+        except Node.DoesNotExist:  # removed since the form was shown
+            raise Http404(f"no service node named {node!r}") from None
+        messages.success(request, outcome)
+        return redirect("cluster")
+    context = {"node": target, "form": form, "cluster_endpoint": selectors.cluster_endpoint()}
+    return render(request, "administration/cluster_endpoint.html", context, status=400 if form.errors else 200)

@@ -16,6 +16,24 @@ class SettingValue(models.Model):
         return self.name
 
 
+class RetiredValue(models.Model):
+    """A value a setting had before it was replaced, kept for a while (Setting.keep_replaced_seconds). Never shown.
+
+    The messenger key's previous values: servers keep accepting them for Service.MessengerKeyGraceSeconds, so
+    a key rotation fails no request while the nodes apply it.
+    """
+
+    name = models.CharField(max_length=100)
+    value = models.TextField()
+    retired_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["name", "retired_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} retired at {self.retired_at:%Y-%m-%d %H:%M:%S}"
+
+
 class SettingsVersion(models.Model):
     """A single row whose number grows with every change, so nodes can notice changes cheaply."""
 

@@ -35,6 +35,9 @@ class UnknownSetting(KeyError):
 
 Validator = Callable[[str], object]
 
+# The longest grace a rotated messenger key can get; its replaced values are kept that long.
+MESSENGER_KEY_GRACE_MAX_SECONDS = 3600
+
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
@@ -51,6 +54,8 @@ class Setting:
     maximum: int | None = None
     hidden: bool = False
     choices: tuple[str, ...] = field(default=())
+    # > 0: a replaced value is kept that long (models.RetiredValue), e.g. for a key rotation's grace.
+    keep_replaced_seconds: int = 0
 
     def parse(self, text: str) -> str | int | bool:
         """Validate `text` (already stripped, non-empty) and return the typed value."""
@@ -100,6 +105,17 @@ SETTINGS: tuple[Setting, ...] = (
         "Generated on first use; every node of a cluster shares it through the database.",
         live=True,
         validator=parse_key,
+        keep_replaced_seconds=MESSENGER_KEY_GRACE_MAX_SECONDS,
+    ),
+    Setting(
+        name="Service.MessengerKeyGraceSeconds",
+        kind=Kind.INTEGER,
+        default="60",
+        description="How long, in seconds, a replaced Service.MessengerKey is still accepted, so nodes and "
+        "connections move to the new key without a failed request. 0 refuses the old key at once.",
+        live=True,
+        minimum=0,
+        maximum=MESSENGER_KEY_GRACE_MAX_SECONDS,
     ),
     Setting(
         name="Service.MessengerAllowedIps",

@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
 
-from proget_web.advanced_settings.models import SettingChange, SettingsVersion, SettingValue
-from proget_web.advanced_settings.registry import setting_definition
+from proget_web.advanced_settings.models import RetiredValue, SettingChange, SettingsVersion, SettingValue
+from proget_web.advanced_settings.registry import Setting, SettingValueError, setting_definition
 from proget_web.advanced_settings.selectors import mask
 
 logger = logging.getLogger(__name__)
 
 
-def _bump_version() -> int:
+def settings_version_bump() -> int:
+    """Raise the settings version by one (call inside the transaction that stores the change); the new version."""
     SettingsVersion.objects.get_or_create(pk=1)
     SettingsVersion.objects.filter(pk=1).update(version=F("version") + 1)
     return SettingsVersion.objects.get(pk=1).version
@@ -39,16 +42,30 @@ def setting_set(*, name: str, value: str, actor: str, source: str) -> SettingCha
         SettingValue.objects.update_or_create(name=name, defaults={"value": text, "updated_by": actor})
     else:
         SettingValue.objects.filter(name=name).delete()
+    if old and definition.keep_replaced_seconds:
+        _retire(definition, old)
     change = SettingChange.objects.create(
         name=name,
         old_value=mask(definition, old),
         new_value=mask(definition, text),
         changed_by=actor,
         source=source,
-        version=_bump_version(),
+        version=settings_version_bump(),
     )
     logger.info("setting %s changed by %s via %s", name, actor, source)
     return change
+
+
+def _retire(definition: Setting, value: str) -> None:
+    """Keep the replaced `value` (if it is valid) for keep_replaced_seconds; forget what is older."""
+    now = timezone.now()
+    horizon = now - timedelta(seconds=definition.keep_replaced_seconds)
+    RetiredValue.objects.filter(name=definition.name, retired_at__lt=horizon).delete()
+    try:
+        definition.parse(value)
+    except SettingValueError:
+        return  # a broken value (written around the validation) is not worth keeping
+    RetiredValue.objects.create(name=definition.name, value=value, retired_at=now)
 
 
 def setting_get_or_init(*, name: str, factory: Callable[[], str]) -> str:
@@ -74,7 +91,7 @@ def setting_get_or_init(*, name: str, factory: Callable[[], str]) -> str:
         if created:
             SettingChange.objects.create(
                 name=name, old_value="", new_value=mask(definition, candidate),
-                changed_by="system", source="system", version=_bump_version(),
+                changed_by="system", source="system", version=settings_version_bump(),
             )
             logger.info("generated %s on first use", name)
         return row.value

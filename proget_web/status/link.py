@@ -234,8 +234,8 @@ class ServiceLink:
         try:
             config = await self._load_config()
             client = MessengerClient(
-                endpoint=config.endpoint, key=config.key, run_dir=config.run_dir, resolver=local_resolver,
-                request_timeout=ACTION_TIMEOUT, connect_timeout=CONNECT_TIMEOUT,
+                endpoint=config.endpoint, key=config.key, previous_keys=config.previous_keys, run_dir=config.run_dir,
+                resolver=local_resolver, request_timeout=ACTION_TIMEOUT, connect_timeout=CONNECT_TIMEOUT,
             )
             client.on_state_change = functools.partial(self._on_client_state, client)
             self._client = client
@@ -372,10 +372,12 @@ class ServiceLink:
                 logger.warning("status link: cannot apply the messenger settings: %s", exc or "timed out")
                 continue
             previous, self._settings_version, self._config = self._config, version, config
-            if previous is None or (previous.endpoint, previous.key) != (config.endpoint, config.key):
+            if previous is None or (previous.endpoint, previous.key, previous.retired_keys) != (
+                config.endpoint, config.key, config.retired_keys
+            ):
                 logger.info("status link: messenger settings changed; reconnecting to %s", config.endpoint)
                 self._service_fingerprint = None
-                client.reconfigure(endpoint=config.endpoint, key=config.key)
+                client.reconfigure(endpoint=config.endpoint, key=config.key, previous_keys=config.previous_keys)
             self._link_changed()
 
     # --- fan-out ---

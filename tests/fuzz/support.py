@@ -14,7 +14,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, settings
 
 from messenger import crypto
-from messenger.limits import MAGIC, NONCE_BYTES, PROTOCOL_VERSION
+from messenger.limits import KEY_HINT_BYTES, MAGIC, NONCE_BYTES, PROTOCOL_VERSION
 from messenger.protocol import Connection, Role, State
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,8 +44,9 @@ def fixed_random(byte: int) -> Callable[[int], bytes]:
 
 
 def session_keys() -> crypto.SessionKeys:
-    """The session keys of every `open_pair()` connection."""
-    return crypto.derive_session_keys(KEY, bytes([CLIENT_NONCE_BYTE]) * NONCE_BYTES,
+    """The session keys of every `open_pair()` connection (the client's nonce: its random part, then the key hint)."""
+    random_part = bytes([CLIENT_NONCE_BYTE]) * (NONCE_BYTES - KEY_HINT_BYTES)
+    return crypto.derive_session_keys(KEY, random_part + crypto.key_hint(KEY, random_part),
                                       bytes([SERVER_NONCE_BYTE]) * NONCE_BYTES)
 
 

@@ -173,6 +173,8 @@ def test_endpoint_and_key_changes_apply_live(data_dir: Path) -> None:
         new_key_text = generate_key()
         manage(data_dir, "settings", "set", "Service.MessengerKey", new_key_text)
         new_key = parse_key(new_key_text)
+        assert asyncio.run(ping_with(tcp, old_key, run_dir))["node"]  # still accepted: the rotation's grace
+        manage(data_dir, "settings", "set", "Service.MessengerKeyGraceSeconds", "0")  # revoke it at once
 
         def old_key_refused() -> bool:
             try:

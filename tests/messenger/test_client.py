@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from messenger.client import ClientState, MessengerClient, call
+from messenger.crypto import RetiredKey
 from messenger.endpoint import Endpoint, parse_endpoint, socket_path
-from messenger.errors import MessengerUnavailable, RequestTimeout
+from messenger.errors import InvalidKey, MessengerUnavailable, RequestTimeout
 from messenger.protocol import Connection, Role
 from messenger.server import MessengerServer, RequestContext, ServerLimits
 from tests.messenger.support import KEY, TEST_DEADLINE, eventually, run
@@ -426,3 +427,120 @@ def test_runs_on_uvloop(tmp_path: Path) -> None:
             await client.close()
 
     uvloop.run(asyncio.wait_for(main(), TEST_DEADLINE))
+
+
+# --- key rotation: previous keys and their grace ---
+
+
+def _retired(key: bytes, seconds: float) -> RetiredKey:
+    return RetiredKey(key=key, until=time.time() + seconds)
+
+
+def test_during_the_grace_both_keys_get_in_and_after_it_the_old_one_is_refused(transport: str, tmp_path: Path) -> None:
+    async def main() -> None:
+        async with serving(bind_endpoint(transport), tmp_path, key=NEW_KEY,
+                           previous_keys=[_retired(KEY, 1.0)]) as (server, endpoint):
+            old, new = client_for(endpoint, tmp_path), client_for(endpoint, tmp_path, key=NEW_KEY)
+            assert (await old.request("ping"))["pong"] and (await new.request("ping"))["pong"]
+            await eventually(lambda: old.state.status == "unreachable", timeout=3)  # closed at the grace's end
+            assert new.state.status == "connected" and server.previous_keys == ()
+            assert await reason_of(old) == "key mismatch"
+            assert (await new.request("ping"))["pong"]
+            await old.close()
+            await new.close()
+
+    run(main())
+
+
+def test_a_key_change_cuts_nothing_in_flight(transport: str, tmp_path: Path) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(body: dict, context: RequestContext) -> dict:
+        started.set()
+        await release.wait()
+        return {"slow": True}
+
+    async def main() -> None:
+        handlers = {"ping": ping, "runner.run": slow}
+        async with serving(bind_endpoint(transport), tmp_path, handlers=handlers) as (server, endpoint):
+            client = client_for(endpoint, tmp_path)
+            in_flight = asyncio.create_task(client.request("runner.run"))
+            await started.wait()
+            server.set_key(NEW_KEY, [_retired(KEY, 0.3)])
+            assert (await client.request("ping"))["pong"]  # the same connection goes on during the grace
+            await asyncio.sleep(0.5)  # the grace ended with a request in flight: the connection waits for it
+            assert len(server.connections) == 1 and not in_flight.done()
+            release.set()
+            assert await in_flight == {"slow": True}
+            await eventually(lambda: not server.connections)  # then it is closed
+            await client.close()
+
+    run(main())
+
+
+def test_a_client_tries_its_previous_key_when_the_service_still_holds_it(transport: str, tmp_path: Path) -> None:
+    async def main() -> None:
+        async with serving(bind_endpoint(transport), tmp_path) as (server, endpoint):
+            only_new = client_for(endpoint, tmp_path, key=NEW_KEY)
+            assert await reason_of(only_new) == "key mismatch"
+            both = client_for(endpoint, tmp_path, key=NEW_KEY, previous_keys=[KEY])
+            assert (await both.request("ping"))["pong"]
+            assert [conn.key == KEY for conn in server.connections] == [True]
+            await only_new.close()
+            await both.close()
+
+    run(main())
+
+
+def test_a_client_on_its_previous_key_moves_to_the_current_one_once_the_service_has_it(
+    transport: str, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        async with serving(bind_endpoint(transport), tmp_path) as (server, endpoint):
+            client = client_for(endpoint, tmp_path, key=NEW_KEY, previous_keys=[KEY])
+            client.start()
+            await eventually(lambda: client.state.status == "connected")
+            assert [conn.key for conn in server.connections] == [KEY]  # the service is still on the old key
+            server.set_key(NEW_KEY, [_retired(KEY, 10)])
+            await eventually(lambda: [conn.key for conn in server.connections] == [NEW_KEY], timeout=5)
+            assert (await client.request("ping"))["pong"] and client.state.status == "connected"
+            await client.close()
+
+    run(main())
+
+
+def test_reconfiguring_the_key_drains_the_old_connection_and_fails_nothing(transport: str, tmp_path: Path) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(body: dict, context: RequestContext) -> dict:
+        started.set()
+        await release.wait()
+        return {"slow": True}
+
+    async def main() -> None:
+        handlers = {"ping": ping, "runner.run": slow}
+        async with serving(bind_endpoint(transport), tmp_path, handlers=handlers) as (server, endpoint):
+            client = client_for(endpoint, tmp_path)
+            client.start()
+            in_flight = asyncio.create_task(client.request("runner.run"))
+            await started.wait()
+            server.set_key(NEW_KEY, [_retired(KEY, 5)])
+            client.reconfigure(key=NEW_KEY, previous_keys=[KEY])
+            assert (await client.request("ping"))["pong"]  # over a new connection, with the new key
+            assert sorted(conn.key == NEW_KEY for conn in server.connections) == [False, True]
+            release.set()
+            assert await in_flight == {"slow": True}
+            await eventually(lambda: [conn.key for conn in server.connections] == [NEW_KEY])  # the old one closed
+            assert client.state.status == "connected"
+            await client.close()
+
+    run(main())
+
+
+def test_previous_keys_must_be_32_bytes(tmp_path: Path) -> None:
+    with pytest.raises(InvalidKey):
+        client_for(parse_endpoint("pipe://c"), tmp_path, previous_keys=[bytes(31)])
+    with pytest.raises(InvalidKey):
+        MessengerServer(key=KEY, previous_keys=[_retired(bytes(31), 60)], handlers={})
+    with pytest.raises(InvalidKey):
+        client_for(parse_endpoint("pipe://c"), tmp_path).reconfigure(key=NEW_KEY, previous_keys=[bytes(33)])

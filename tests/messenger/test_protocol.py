@@ -46,6 +46,12 @@ def counting_random(start: int):
     return lambda n: bytes([next(counter) % 256]) * n
 
 
+def client_nonce(random_byte: int, key: bytes = KEY) -> bytes:
+    """The nonce a client with `key` sends when its random part is `random_byte` repeated: random(16) | key hint."""
+    random_part = bytes([random_byte]) * 16
+    return random_part + crypto.key_hint(key, random_part)
+
+
 def connect(*, client_key: bytes = KEY, server_key: bytes = KEY) -> tuple[Connection, Connection]:
     client = Connection(role=Role.CLIENT, key=client_key)
     server = Connection(role=Role.SERVER, key=server_key)
@@ -68,7 +74,7 @@ def test_handshake_messages_and_states():
     assert client.state is server.state is State.HANDSHAKING
 
     hello = client.initiate()
-    assert hello == MAGIC + bytes([PROTOCOL_VERSION]) + b"\x01" * 32
+    assert hello == MAGIC + bytes([PROTOCOL_VERSION]) + client_nonce(1)
     assert len(hello) == CLIENT_HELLO_BYTES == 37
     assert client.data_to_send() == b""
 
@@ -96,7 +102,7 @@ def test_handshake_proofs_follow_the_spec():
     server.receive_data(hello)
     server_hello = server.data_to_send()
     client.receive_data(server_hello)
-    keys = crypto.derive_session_keys(KEY, b"\x01" * 32, b"\x02" * 32)
+    keys = crypto.derive_session_keys(KEY, client_nonce(1), b"\x02" * 32)
     transcript = hello + server_hello[:37]
     assert server_hello[37:] == crypto.proof(keys.server_proof, b"server", transcript)
     assert client.data_to_send() == crypto.proof(keys.client_proof, b"client", transcript)
@@ -163,6 +169,66 @@ def test_wrong_key_client_finish_is_bad_proof():
     forged = crypto.proof(keys.client_proof, b"client", hello + server_hello[:37])
     with raises_reason("bad-proof"):
         server.receive_data(forged)
+
+
+# --- key rotation: a server accepting the current key and previous ones ---
+
+NEWEST_KEY = bytes(range(64, 96))
+
+
+def _handshake(client: Connection, server: Connection) -> None:
+    server.receive_data(client.initiate())
+    assert client.receive_data(server.data_to_send()) == HANDSHAKE_DONE
+    assert server.receive_data(client.data_to_send()) == HANDSHAKE_DONE
+
+
+@pytest.mark.parametrize("client_key", [NEWEST_KEY, KEY, OTHER_KEY])
+def test_a_rotating_server_answers_each_accepted_key_with_that_key(client_key):
+    server = Connection(role=Role.SERVER, key=NEWEST_KEY, previous_keys=(KEY, OTHER_KEY))
+    client = Connection(role=Role.CLIENT, key=client_key)
+    _handshake(client, server)
+    assert server.key == client.key == client_key
+    assert client.receive_data(server.send_reply(id=1, body={"ok": 1})) == [Reply(id=1, body={"ok": 1})]
+
+
+def test_a_key_that_is_no_longer_accepted_is_a_key_mismatch_and_the_server_answers_with_its_current_key():
+    server = Connection(role=Role.SERVER, key=NEWEST_KEY, previous_keys=(OTHER_KEY,))
+    client = Connection(role=Role.CLIENT, key=KEY)
+    server.receive_data(client.initiate())
+    assert server.key == NEWEST_KEY
+    with pytest.raises(KeyMismatch):
+        client.receive_data(server.data_to_send())
+
+
+def test_a_hint_naming_a_previous_key_still_needs_that_keys_proof():
+    # A captured (or forged) ClientHello naming the old key gets nowhere without the old key's proof.
+    server = Connection(role=Role.SERVER, key=NEWEST_KEY, previous_keys=(KEY,))
+    server.receive_data(Connection(role=Role.CLIENT, key=KEY).initiate())
+    server.data_to_send()
+    with raises_reason("bad-proof"):
+        server.receive_data(b"\x00" * CLIENT_FINISH_BYTES)
+
+
+def test_a_plain_random_nonce_gets_the_current_key():
+    # A nonce that names no key (an older client's, all random) is answered with the current key, as before.
+    server = Connection(role=Role.SERVER, key=KEY, previous_keys=(OTHER_KEY,))
+    server.receive_data(MAGIC + bytes([PROTOCOL_VERSION]) + bytes(range(32)))
+    assert server.key == KEY
+
+
+def test_the_client_nonce_is_fresh_random_and_a_hint_of_its_key():
+    hellos = [Connection(role=Role.CLIENT, key=KEY).initiate() for _ in range(2)]
+    assert hellos[0] != hellos[1]
+    for hello in hellos:
+        random_part, hint = hello[5:21], hello[21:]
+        assert hint == crypto.key_hint(KEY, random_part) != crypto.key_hint(OTHER_KEY, random_part)
+
+
+def test_only_a_server_takes_previous_keys_and_each_must_be_32_bytes():
+    with pytest.raises(LocalProtocolError):
+        Connection(role=Role.CLIENT, key=KEY, previous_keys=(OTHER_KEY,))
+    with pytest.raises(InvalidKey):
+        Connection(role=Role.SERVER, key=KEY, previous_keys=(bytes(31),))
 
 
 def test_replayed_handshake_is_bad_proof():
@@ -325,7 +391,7 @@ def _session_pair() -> tuple[Connection, Connection, crypto.SessionKeys]:
     server.receive_data(client.initiate())
     client.receive_data(server.data_to_send())
     server.receive_data(client.data_to_send())
-    return client, server, crypto.derive_session_keys(KEY, b"\x01" * 32, b"\x02" * 32)
+    return client, server, crypto.derive_session_keys(KEY, client_nonce(1), b"\x02" * 32)
 
 
 def _frame(key: bytes, envelope: bytes) -> bytes:

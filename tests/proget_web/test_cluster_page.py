@@ -1,4 +1,5 @@
-"""The Cluster page: every node with its identity, heartbeat age (stale flagged), key match and settings version."""
+"""The Cluster page: every node with its role (primary marker), identity, heartbeat age (stale flagged), key match
+and settings version; the primary lease and the latest failovers with their reasons."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -8,10 +9,10 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from indexer.models import Node
+from indexer.models import Failover, Node, ServiceLease
 from messenger.config import KEY_SETTING
 from messenger.crypto import generate_key, key_fingerprint, parse_key
-from proget_web.administration.selectors import HEARTBEAT_SETTING, cluster_view
+from proget_web.administration.selectors import FAILOVER_HISTORY_LENGTH, HEARTBEAT_SETTING, cluster_view
 from proget_web.advanced_settings.selectors import settings_version
 from proget_web.advanced_settings.services import setting_set
 from proget_web.web_node import web_node_name
@@ -42,9 +43,9 @@ def test_every_node_is_shown_with_its_identity(client: Client) -> None:
     _node("web-a", age=5, kind="web", ip="10.0.0.9")
     page = client.get(URL).content.decode()
     service = _row(page, "svc-a")
-    for text in ("service", "10.0.0.5", "<code>tcp://*:7400</code>", "1.2.3", "s ago"):
+    for text in ("standby", "10.0.0.5", "<code>tcp://*:7400</code>", "1.2.3", "s ago"):
         assert text in service
-    assert "web" in _row(page, "web-a") and "10.0.0.9" in _row(page, "web-a")
+    assert "<td>web</td>" in _row(page, "web-a") and "10.0.0.9" in _row(page, "web-a")
 
 
 def test_the_web_node_serving_the_page_lists_itself(client: Client) -> None:
@@ -107,3 +108,55 @@ def test_get_changes_nothing(client: Client) -> None:
     client.get(URL)
     assert settings_version() == version
     assert Node.objects.get(name="svc").settings_version == 0
+
+
+def _lease(holder: str, *, token: int, expires_in: int, released: bool = False) -> ServiceLease:
+    now = timezone.now()
+    return ServiceLease.objects.create(holder=holder, token=token, acquired_at=now - timedelta(seconds=200),
+                                       renewed_at=now - timedelta(seconds=2),
+                                       expires_at=now + timedelta(seconds=expires_in), released=released)
+
+
+def test_roles_primary_standby_and_web(client: Client) -> None:
+    _node("svc-a", age=1, kind="service")
+    _node("svc-b", age=1, kind="service")
+    _node("web-a", age=1, kind="web")
+    _lease("svc-b", token=7, expires_in=8)
+    page = client.get(URL).content.decode()
+    assert '<span class="tag ok">primary</span>' in _row(page, "svc-b")
+    assert '<span class="tag">standby</span>' in _row(page, "svc-a") and "primary" not in _row(page, "svc-a")
+    assert "<td>web</td>" in _row(page, "web-a")
+    lease = page[page.index('<p id="lease">') : page.index("</p>", page.index('<p id="lease">'))]
+    for text in ("<strong>svc-b</strong>", "lease token 7", "held for 3 min", "renewed 2 s ago", "in force"):
+        assert text in lease
+
+
+@pytest.mark.parametrize("expires_in, released", [(-1, False), (8, True)], ids=["expired", "released"])
+def test_a_holder_whose_lease_is_not_in_force_is_marked(client: Client, expires_in: int, released: bool) -> None:
+    _node("svc-a", age=1, kind="service")
+    _lease("svc-a", token=3, expires_in=expires_in, released=released)
+    page = client.get(URL).content.decode()
+    assert "primary, lease expired" in _row(page, "svc-a")
+    assert "in force" not in page
+
+
+def test_no_lease_yet(client: Client) -> None:
+    _node("svc-a", age=1, kind="service")
+    page = client.get(URL).content.decode()
+    assert "none yet (no service node has taken the lease)" in page
+    assert '<span class="tag">standby</span>' in _row(page, "svc-a")
+    assert "No primary has been chosen yet." in page
+
+
+def test_the_latest_failovers_with_their_reasons_newest_first(client: Client) -> None:
+    start = timezone.now() - timedelta(hours=1)
+    for token in range(1, FAILOVER_HISTORY_LENGTH + 3):
+        Failover.objects.create(at=start + timedelta(minutes=token), from_node=f"svc-{token - 1}" if token > 1 else "",
+                                to_node=f"svc-{token}", token=token, reason=f"reason number {token}")
+    page = client.get(URL).content.decode()
+    history = page[page.index('id="failovers"') :]
+    shown = [token for token in range(1, FAILOVER_HISTORY_LENGTH + 3) if f"reason number {token}<" in history]
+    newest = list(range(FAILOVER_HISTORY_LENGTH + 2, 2, -1))
+    assert shown == sorted(newest)
+    assert history.index("reason number 7") < history.index("reason number 3")
+    assert "<td>svc-6</td>" in history and "<td>7</td>" in history

@@ -17,7 +17,7 @@ from django.urls.resolvers import RegexPattern, RoutePattern
 ROOT = Path(__file__).resolve().parents[2]
 
 # A value for each URL parameter name used by a route. FEED is created by the `feed` fixture; the others
-# name things that do not exist (a project, a file, a trigger), which every view must handle without a 500.
+# name things that do not exist (a project, a file, a trigger, a node), which every view must handle without a 500.
 FEED = "main"
 SAMPLE_KWARGS: dict[str, object] = {
     "feed": FEED,
@@ -27,6 +27,7 @@ SAMPLE_KWARGS: dict[str, object] = {
     "action": "run",
     "trigger_id": 1,
     "path": "no-such-endpoint",
+    "node": "no-such-node",
 }
 
 

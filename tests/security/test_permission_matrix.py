@@ -44,7 +44,8 @@ KEY_ONLY = {"metrics", "api-settings-list", "api-settings-set", "api-service-sta
 # The documented CSRF-exempt routes (docs/security.md): they never accept a session cookie as authentication.
 CSRF_EXEMPT = KEY_ONLY | {"feeds:legacy-upload", "api-not-found"}
 # Pages that need an administration permission: a signed-in user without it gets the friendly 403.
-PERMISSION_PAGES = {"advanced-settings", "cluster", "service-status", "api-keys", "feed-edit", "feed-delete"}
+PERMISSION_PAGES = {"advanced-settings", "cluster", "cluster-node-remove", "cluster-node-endpoint", "service-status",
+                    "api-keys", "feed-edit", "feed-delete"}
 
 ROUTES = http_routes()
 
