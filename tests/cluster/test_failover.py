@@ -21,12 +21,27 @@ from tests.cluster.nodes import (
     runs,
     two_nodes,
 )
-from tests.processes import wait_for
+from tests.processes import manage, wait_for
 
 pytestmark = pytest.mark.slow
 
 # Process start-up and the test's own polling add to the bound the nodes promise.
 TAKEOVER_SLACK = 2.0
+
+# The Cluster page as an admin sees it, rendered by the real view against the cluster's database.
+CLUSTER_PAGE = """
+from django.contrib.auth.models import User
+from django.test import Client
+client = Client()
+client.force_login(User.objects.create_superuser("page-admin", password="x"))
+response = client.get("/administration/cluster", HTTP_HOST="127.0.0.1")
+assert response.status_code == 200, response.status_code
+print(response.content.decode())
+"""
+
+
+def _cluster_page(cluster: dict) -> str:
+    return manage(cluster["dir"], "shell", "--no-imports", "-c", CLUSTER_PAGE, DATABASE_URL=cluster["url"]).stdout
 
 
 def test_the_standby_takes_over_a_killed_primary_and_clients_follow(cluster: dict) -> None:
@@ -55,6 +70,11 @@ def test_the_standby_takes_over_a_killed_primary_and_clients_follow(cluster: dic
         cluster, "SELECT from_node, to_node, reason FROM indexer_failover WHERE to_node = 'svc-b'")
     assert from_node == "svc-a" and "stopped renewing" in reason
     assert took_over <= STALE + HEARTBEAT + TAKEOVER_SLACK
+    page = _cluster_page(cluster)
+    new_primary = page.split('data-node="svc-b"', 1)[1].split("</tr>", 1)[0]
+    assert '<span class="tag ok">primary</span>' in new_primary, new_primary
+    assert "primary" not in page.split('data-node="svc-a"', 1)[1].split("</tr>", 1)[0]
+    assert "stopped renewing" in page, "the page does not show the failover's reason"
     b.stop()
 
 
