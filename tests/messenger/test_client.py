@@ -9,7 +9,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -452,13 +452,20 @@ def test_during_the_grace_both_keys_get_in_and_after_it_the_old_one_is_refused(t
     run(main())
 
 
-def test_a_key_change_cuts_nothing_in_flight(transport: str, tmp_path: Path) -> None:
+def _held_handler() -> tuple[Callable[[dict, RequestContext], Awaitable[dict]], asyncio.Event, asyncio.Event]:
+    """A handler that signals `started` and answers only once `release` is set: a request kept in flight."""
     started, release = asyncio.Event(), asyncio.Event()
 
     async def slow(body: dict, context: RequestContext) -> dict:
         started.set()
         await release.wait()
         return {"slow": True}
+
+    return slow, started, release
+
+
+def test_a_key_change_cuts_nothing_in_flight(transport: str, tmp_path: Path) -> None:
+    slow, started, release = _held_handler()
 
     async def main() -> None:
         handlers = {"ping": ping, "runner.run": slow}
@@ -510,12 +517,7 @@ def test_a_client_on_its_previous_key_moves_to_the_current_one_once_the_service_
 
 
 def test_reconfiguring_the_key_drains_the_old_connection_and_fails_nothing(transport: str, tmp_path: Path) -> None:
-    started, release = asyncio.Event(), asyncio.Event()
-
-    async def slow(body: dict, context: RequestContext) -> dict:
-        started.set()
-        await release.wait()
-        return {"slow": True}
+    slow, started, release = _held_handler()
 
     async def main() -> None:
         handlers = {"ping": ping, "runner.run": slow}
