@@ -45,6 +45,7 @@ class DropReport:
     rejected: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)  # still being written: left for the next pass
     failed: list[str] = field(default_factory=list)  # could not be moved (e.g. permissions): left in place
+    failure: str = ""  # why the last of `failed` could not be moved, e.g. "x.whl: No space left on device"
     stopped: bool = False
     problem: str = ""  # why the drop path could not be read at all
 
@@ -53,6 +54,8 @@ class DropReport:
             return f"failed: {self.problem}"
         text = (f"{len(self.imported)} imported, {len(self.duplicates)} already there, "
                 f"{len(self.rejected)} rejected, {len(self.waiting)} still being written, {len(self.failed)} failed")
+        if self.failure:
+            text = f"{text} ({self.failure})"
         return f"{text}; stopped early" if self.stopped else text
 
 
@@ -120,6 +123,7 @@ def _import_one(*, feed: Feed, path: Path, now: float, report: DropReport) -> No
     except OSError as exc:
         logger.warning("feed %s: cannot store %s from the drop path: %s", feed.name, name, exc)
         report.failed.append(name)
+        report.failure = f"{name}: {exc.strerror or exc}"
         return
     package_file_record(feed=feed, name=name, checked=checked)
     report.imported.append(name)

@@ -6,6 +6,7 @@ installable as soon as the client hears back. Who may upload is decided by `uplo
 """
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,10 +26,12 @@ logger = logging.getLogger(__name__)
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 UPLOAD_PERMISSION = "feeds.upload_package"
 UPLOAD_ACTION = "file_upload"
+# A write that failed for want of room: the storage is full (507 Insufficient Storage), not the request wrong.
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 class UploadError(Exception):
-    """An upload refused; `status` is the HTTP status that says why (400, 401, 403, 404, 409, 413)."""
+    """An upload refused; `status` is the HTTP status that says why (400, 401, 403, 404, 409, 413, 500, 507)."""
 
     def __init__(self, message: str, *, status: int = 400) -> None:
         super().__init__(message)
@@ -69,6 +72,12 @@ def package_upload(
     except FileExists:
         raise UploadError(f"{filename} already exists in feed {feed.name}; a package file is never replaced "
                           "(unless Feeds.AllowOverwrite is on)", status=409) from None
+    except OSError as exc:  # file_store has removed its temp: nothing partial is left in the folder
+        logger.error("feed %s: cannot store %s: %s", feed.name, filename, exc)
+        if exc.errno in NO_SPACE_ERRNOS:
+            raise UploadError(f"no space left to store {filename} in feed {feed.name} ({exc.strerror}); "
+                              "try again once an administrator has freed some", status=507) from None
+        raise UploadError(f"cannot store {filename} in feed {feed.name}: {exc.strerror or exc}", status=500) from None
     row = package_file_record(feed=feed, name=filename, checked=checked)
     logger.info("feed %s: %s uploaded by %s", feed.name, filename, uploader)
     return row

@@ -18,12 +18,13 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from asgiref.sync import sync_to_async
+from django.db import close_old_connections
 from django.utils import timezone
 
 from indexer.models import RunnerRecord
 from indexer.runner_records import runner_paused_set, runner_records_read, runner_run_record
 from indexer.scheduling import is_due, next_run_at, seconds_until_next
-from indexer.triggers import triggers_recover_interrupted
+from indexer.triggers import trigger_release, triggers_recover_interrupted
 from proget_web.advanced_settings.selectors import setting_get
 
 logger = logging.getLogger(__name__)
@@ -354,6 +355,9 @@ class Scheduler:
                 self._notify(slot)
 
     def _read_intervals(self) -> dict[str, timedelta]:
+        # Every pass, in the thread all of the node's sync_to_async calls share: drop a connection that broke
+        # (database restarted or unreachable for a while), as Django does per request, so the next query reconnects.
+        close_old_connections()
         intervals = {}
         for name, slot in self._slots.items():
             try:
@@ -396,19 +400,36 @@ class Scheduler:
         scope = f" for {target}" if target else ""
         logger.log(runner.routine_log_level, "task runner %s started%s", runner.name, scope)
         finish = functools.partial(self._finish, slot, begun=begun, trigger_id=trigger_id)
+        began = False
         try:
             if self._gate is not None:
                 await self._gate(ctx)
+            began = True
             message = str(await runner.run(ctx))
         except asyncio.CancelledError:
             await finish(ok=False, message="", error=INTERRUPTED_BY_STOP)
             raise
         except Exception as exc:
+            if not began:  # refused at the gate (e.g. the lease is not trusted right now): nothing of it ran
+                logger.warning("task runner %s not started: %s", runner.name, exc)
+                await finish(ok=False, message="", error=describe_error(exc), trigger_id=None)
+                await self._requeue(trigger_id)
+                return
             logger.exception("task runner %s failed", runner.name)
             await finish(ok=False, message="", error=describe_error(exc))
         else:
             logger.log(runner.routine_log_level, "task runner %s finished: %s", runner.name, message)
             await finish(ok=True, message=message, error="")
+
+    async def _requeue(self, trigger_id: int | None) -> None:
+        """Put the trigger of a run that never began back to pending: the primary runs it later, still once."""
+        if trigger_id is None:
+            return
+        try:
+            if await sync_to_async(trigger_release)(trigger_id=trigger_id, node=self.node):
+                logger.info("trigger %s put back to pending: its run could not begin here", trigger_id)
+        except Exception:  # left running: the node's next start (or Node Message Cleanup) fails it with the reason
+            logger.exception("could not put trigger %s back to pending", trigger_id)
 
     async def _finish(
         self, slot: _Slot, *, begun: float, ok: bool, message: str, error: str, trigger_id: int | None

@@ -61,6 +61,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A lost or locked database: a 503 that says so (proget_web/unavailable.py), not a bare 500.
+    "proget_web.unavailable.DatabaseUnavailableMiddleware",
     # After the response: records this web process in the node registry at most every 15 s.
     "proget_web.web_node.web_node_heartbeat",
 ]
@@ -104,7 +106,9 @@ if os.environ.get("REDIS_URL"):
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [os.environ["REDIS_URL"]]},
+            # redis-py >= 8 times reads out after 5 s by default, exactly channels_redis's 5 s blocking receive
+            # (BZPOPMIN): every WebSocket consumer then dies with 1011 after ~5 s. Reads may take a little longer.
+            "CONFIG": {"hosts": [{"address": os.environ["REDIS_URL"], "socket_timeout": 15}]},
         }
     }
 else:

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 import proget_web
-from proget_web.service_probe import service_probe
+from proget_web.service_probe import ServiceProbe, service_probe
 
 
 def _database_ok() -> tuple[bool, str]:
@@ -23,7 +23,10 @@ def _database_ok() -> tuple[bool, str]:
 async def health(request: HttpRequest) -> JsonResponse:
     """Machine-readable health: the web node, its database, and the service (contract: serviceStatus OK/Error)."""
     db_ok, db_detail = await sync_to_async(_database_ok)()
-    probe = await service_probe()
+    try:
+        probe = await service_probe()
+    except DatabaseError as exc:  # the messenger's endpoint and key are settings in the database
+        probe = ServiceProbe(ok=False, detail=f"unknown: the messenger settings cannot be read ({type(exc).__name__})")
     body = {
         "status": "OK" if db_ok else "Error",
         "version": proget_web.__version__,
