@@ -78,6 +78,9 @@ def parse_action(content: Any) -> dict[str, Any]:
 class ServiceStatusConsumer(AsyncJsonWebsocketConsumer):
     """ws/administration/service: live snapshot, events and link state; run/pause/resume/restart/reconnect."""
 
+    # Events come from this process's ServiceLink, never through the Channels layer: without a layer channel
+    # a viewer costs Redis nothing (no blocking read per socket) and survives a Redis restart.
+    channel_layer_alias = None
     link: ServiceLink | None = None
     can_control = False
 
