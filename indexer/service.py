@@ -157,10 +157,16 @@ class ServiceNode:
             self._in_background(triggers_dispatch(scheduler=self.scheduler))
 
     def _in_background(self, coroutine: Coroutine) -> None:
-        """Run `coroutine` as a task that is kept referenced until done."""
+        """Run `coroutine` as a task that is kept referenced until done; a failure is logged in one line."""
         task = asyncio.get_running_loop().create_task(coroutine)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # Work done in the background is retried by its own poll (e.g. Trigger Dispatch): say why, go on.
+            logger.warning("background %s failed: %s", task.get_coro().__qualname__, error)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
