@@ -18,21 +18,27 @@ group, and out to every viewer. Per N it reports:
 - web RSS: daphne's VmRSS, highest sample during the window (target <= 250 MB at 500 viewers);
 - service connections: messenger connections open on the service minus the bench's own (1 = one per web process).
 
-Targets (at 500 viewers, or the largest N asked for): bytes <= 1.05x bytes at 1 viewer; RSS <= 250 MB;
-p99 <= 500 ms. The viewers share this process's event loop (a browser each would not): the client's CPU share is
-printed, because a starved client inflates the latencies it measures. The 2-core VM is shared and noisy.
+With --web-nodes K (K >= 2; needs DATABASE_URL=postgresql://... and REDIS_URL): K daphne web nodes on a fresh
+PostgreSQL database (created on that server, dropped afterwards) and Redis, the service on `tcp://127.0.0.1:PORT`,
+the N viewers spread round-robin over the nodes. The figures are then given per web node and in total; the bytes
+reference is the row with one viewer per node (K streams), and svc conns should be K.
+
+Targets (at 500 viewers, or the largest N asked for): bytes <= 1.05x bytes at 1 viewer (per node); RSS <= 250 MB
+(each node); p99 <= 500 ms. The viewers share this process's event loop (a browser each would not): the client's CPU
+share is printed, because a starved client inflates the latencies it measures. The 2-core VM is shared and noisy.
 The script is a report: it always exits 0 and ends with `targets met: X/Y`.
 
     .venv/bin/python bench/status_fanout.py                 # N = 1, 100, 500; 10 s of logging each (~1.5 min)
     .venv/bin/python bench/status_fanout.py --quick         # same N, 2 s each (< 40 s)
     .venv/bin/python bench/status_fanout.py --viewers 1,50 --rate 500 --seconds 5
+    DATABASE_URL=postgresql://... REDIS_URL=redis://... .venv/bin/python bench/status_fanout.py --web-nodes 2
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
-import resource
+import secrets
 import signal
 import socket
 import statistics
@@ -41,24 +47,22 @@ import sys
 import tempfile
 import time
 from array import array
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import django  # noqa: E402
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proget_web.settings")
-os.environ.setdefault("PROGET_DATA_DIR", tempfile.mkdtemp(prefix="bench-fanout-"))
-django.setup()
-
 import orjson  # noqa: E402
 
-from bench.log_runner import LOGGER_NAME  # noqa: E402
+from bench.nodes import cpu_seconds, create_admin, fresh_database, load_average, percentile, raise_nofile, rss_mb  # noqa: E402
 from bench.wsclient import HttpSession, WebSocket  # noqa: E402
 from messenger.client import MessengerClient  # noqa: E402
-from messenger.config import MessengerSettings, messenger_settings  # noqa: E402
-from tests.processes import ServiceProcess, free_port, manage, node_env, shell, stop, wait_for  # noqa: E402
+from tests.processes import ServiceProcess, free_port, manage, start_daphne, stop  # noqa: E402
+
+if TYPE_CHECKING:  # messenger.config needs Django set up, which run() does once the database is known
+    from messenger.config import MessengerSettings
 
 HOST = "127.0.0.1"
 PASSWORD = "bench-fanout-pw"
@@ -77,37 +81,11 @@ TARGET_RSS_MB = 250.0
 TARGET_P99_MS = 500.0
 
 
-def percentile(values: array | list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process `pid` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def raise_nofile(needed: int) -> int:
-    """Raise this process's open-files limit (inherited by daphne) towards `needed`; return the soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < needed:
-        soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    return soft
-
-
 class Recorder:
     """What every viewer received: latencies of the bench's log lines, counted once per (viewer, line)."""
 
-    def __init__(self) -> None:
+    def __init__(self, logger_name: str) -> None:
+        self.logger_name = logger_name  # the bench runner's lines, told from everything else the service logs
         self.latencies_ms = array("d")
         self.lines = 0
         self.last_line = time.monotonic()
@@ -132,7 +110,7 @@ class Recorder:
                 kind = message.get("type")
                 events = (message.get("events") or []) if kind == "events" else []
                 ats = tuple(event["at"] for event in events
-                            if event.get("type") == "log" and event.get("logger") == LOGGER_NAME)
+                            if event.get("type") == "log" and event.get("logger") == self.logger_name)
                 parsed = (kind, ats)
                 if self.recording and kind == "events":
                     self.reported_dropped += message.get("dropped") or 0
@@ -151,25 +129,13 @@ class Recorder:
         return on_message
 
 
-class Daphne:
-    def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
-        self.log = (data_dir / "daphne.log").open("ab")
-        self.process = subprocess.Popen(
-            [str(ROOT / ".venv/bin/daphne"), "-b", HOST, "-p", str(self.port), "proget_web.asgi:application"],
-            env=node_env(data_dir), cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        wait_for(self._accepts, what="daphne to listen")
+@dataclass
+class Web:
+    """One daphne web node and its viewers' recorder."""
 
-    def _accepts(self) -> bool:
-        if self.process.poll() is not None:
-            raise SystemExit(f"daphne exited with {self.process.returncode}; see {self.log.name}")
-        with socket.socket() as probe:
-            return probe.connect_ex((HOST, self.port)) == 0
-
-    def stop(self) -> None:
-        stop(self.process)
-        self.log.close()
+    process: subprocess.Popen
+    port: int
+    recorder: Recorder
 
 
 async def service_counters(client: MessengerClient) -> tuple[int, int]:
@@ -179,81 +145,108 @@ async def service_counters(client: MessengerClient) -> tuple[int, int]:
     return stats["bytes_out"], stats["connections_open"]
 
 
-async def add_viewers(viewers: list[WebSocket], n: int, *, port: int, cookie: str, recorder: Recorder) -> None:
-    """Open viewers until there are `n`, CONNECT_CONCURRENCY handshakes at a time; wait for each one's snapshot."""
+async def add_viewers(viewers: list[WebSocket], n: int, *, webs: list[Web], cookie: str) -> None:
+    """Open viewers until there are `n` (viewer v on web node v mod K), CONNECT_CONCURRENCY handshakes at a time;
+    wait for each one's snapshot."""
     limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
     async def one(viewer: int) -> WebSocket:
+        web = webs[viewer % len(webs)]
         async with limit:
-            return await WebSocket.connect(HOST, port, SOCKET_PATH, cookie=cookie, on_message=recorder.callback(viewer),
-                                           timeout=30)
+            return await WebSocket.connect(HOST, web.port, SOCKET_PATH, cookie=cookie,
+                                           on_message=web.recorder.callback(viewer), timeout=30)
 
     viewers += await asyncio.gather(*(one(viewer) for viewer in range(len(viewers), n)))
     deadline = time.monotonic() + 30
-    while len(recorder.first_message) < n and time.monotonic() < deadline:
+    while sum(len(web.recorder.first_message) for web in webs) < n and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
 
 
-async def measure(n: int, args: argparse.Namespace, *, client: MessengerClient, daphne: Daphne, cookie: str,
-                  plan: Path, viewers: list[WebSocket], recorder: Recorder) -> dict:
-    """Grow `viewers` to `n`, then log for args.seconds and measure."""
-    recorder.reset()
+def _lines(webs: list[Web]) -> int:
+    return sum(web.recorder.lines for web in webs)
+
+
+async def measure(n: int, args: argparse.Namespace, *, client: MessengerClient, webs: list[Web], cookie: str,
+                  plan: Path, viewers: list[WebSocket]) -> dict:
+    """Grow `viewers` to `n`, then log for args.seconds and measure, per web node and in total."""
+    for web in webs:
+        web.recorder.reset()
     started = time.monotonic()
-    await add_viewers(viewers, n, port=daphne.port, cookie=cookie, recorder=recorder)
+    await add_viewers(viewers, n, webs=webs, cookie=cookie)
     connect_seconds = time.monotonic() - started
     await asyncio.sleep(SETTLE_SECONDS)  # the link's snapshot and link-state messages go out before the window
 
     bytes_before, connections = await service_counters(client)
-    pid = daphne.process.pid
-    cpu_before, web_cpu_before, wall_before = time.process_time(), cpu_seconds(pid), time.monotonic()
-    recorder.recording = True
+    pids = [web.process.pid for web in webs]
+    cpu_before, wall_before = time.process_time(), time.monotonic()
+    web_cpu_before = [cpu_seconds(pid) for pid in pids]
+    for web in webs:
+        web.recorder.recording = True
     plan.write_text(f"{args.rate} {args.seconds}")
     reply = await client.request("runner.run", {"name": RUNNER_NAME}, timeout=10)
     if not reply.get("started"):
         raise SystemExit(f"{RUNNER_NAME} did not start: {reply}")
-    peak_rss = rss_mb(daphne.process.pid)
+    peak_rss = [rss_mb(pid) for pid in pids]
+
+    def sample() -> None:
+        for index, pid in enumerate(pids):
+            peak_rss[index] = max(peak_rss[index], rss_mb(pid))
+
     window_end = time.monotonic() + args.seconds + DRAIN_SECONDS
     while time.monotonic() < window_end:
         await asyncio.sleep(0.25)
-        peak_rss = max(peak_rss, rss_mb(daphne.process.pid))
+        sample()
     wall = time.monotonic() - wall_before
-    cpu, web_cpu = (time.process_time() - cpu_before) / wall, (cpu_seconds(pid) - web_cpu_before) / wall
+    cpu = (time.process_time() - cpu_before) / wall
+    web_cpu = [(cpu_seconds(pid) - before) / wall for pid, before in zip(pids, web_cpu_before, strict=True)]
     bytes_after, _ = await service_counters(client)
     plan.unlink()
     # The byte count is over the fixed window; the viewers keep recording until the last lines have arrived.
-    expected = int(args.rate * args.seconds) * n
-    measured_at, give_up = time.monotonic(), time.monotonic() + args.delivery_timeout
-    while (recorder.lines < expected and time.monotonic() < give_up
-           and time.monotonic() - max(recorder.last_line, measured_at) < args.quiet_seconds):
-        await asyncio.sleep(0.1)
-        peak_rss = max(peak_rss, rss_mb(pid))
-    timed_out = recorder.lines < expected and time.monotonic() >= give_up
-    recorder.recording = False
-    closed = sum(1 for viewer in viewers if viewer.closed.done())
     logged = int(args.rate * args.seconds)
+    expected = logged * n
+    measured_at, give_up = time.monotonic(), time.monotonic() + args.delivery_timeout
+    while (_lines(webs) < expected and time.monotonic() < give_up
+           and time.monotonic() - max(max(w.recorder.last_line for w in webs), measured_at) < args.quiet_seconds):
+        await asyncio.sleep(0.1)
+        sample()
+    timed_out = _lines(webs) < expected and time.monotonic() >= give_up
+    nodes = []
+    for index, web in enumerate(webs):
+        web.recorder.recording = False
+        mine = range(index, n, len(webs))
+        nodes.append({
+            "n": len(mine), "latencies": web.recorder.latencies_ms,
+            "delivered": web.recorder.lines / (logged * len(mine)) if len(mine) else float("nan"),
+            "snapshots": web.recorder.snapshots, "reported_dropped": web.recorder.reported_dropped,
+            "rss": peak_rss[index], "web_cpu": web_cpu[index],
+            "closed": sum(1 for viewer in mine if viewers[viewer].closed.done()),
+        })
+    latencies = array("d")
+    for node in nodes:
+        latencies.extend(node["latencies"])
     return {
-        "n": n, "connect_seconds": connect_seconds, "latencies": recorder.latencies_ms,
-        "delivered": recorder.lines / (logged * n), "snapshots": recorder.snapshots,
-        "reported_dropped": recorder.reported_dropped,
-        "bytes": bytes_after - bytes_before, "rss": peak_rss, "web_connections": connections - 1,
-        "client_cpu": cpu, "timed_out": timed_out, "web_cpu": web_cpu, "closed": closed,
+        "n": n, "connect_seconds": connect_seconds, "latencies": latencies, "delivered": _lines(webs) / expected,
+        "snapshots": sum(node["snapshots"] for node in nodes),
+        "reported_dropped": sum(node["reported_dropped"] for node in nodes),
+        "bytes": bytes_after - bytes_before, "rss": max(peak_rss), "web_connections": connections - 1,
+        "client_cpu": cpu, "timed_out": timed_out, "web_cpu": sum(web_cpu),
+        "closed": sum(node["closed"] for node in nodes), "nodes": nodes,
     }
 
 
-async def measure_all(args: argparse.Namespace, *, daphne: Daphne, cookie: str, plan: Path,
+async def measure_all(args: argparse.Namespace, *, webs: list[Web], cookie: str, plan: Path,
                       config: MessengerSettings) -> list[dict]:
     client = MessengerClient(endpoint=config.endpoint, key=config.key, run_dir=config.run_dir)
     viewers: list[WebSocket] = []
-    recorder = Recorder()
     try:
         results = []
         for n in args.viewers:
-            results.append(await measure(n, args, client=client, daphne=daphne, cookie=cookie, plan=plan,
-                                         viewers=viewers, recorder=recorder))
+            results.append(await measure(n, args, client=client, webs=webs, cookie=cookie, plan=plan,
+                                         viewers=viewers))
             print(f"  measured {n} viewer(s)", file=sys.stderr, flush=True)
         for viewer in viewers:
             viewer.close()
-        # The link closes its stream LINGER_SECONDS after the last viewer left (later if daphne is still busy).
+        # The links close their streams LINGER_SECONDS after the last viewer left (later if daphne is still busy).
         left = time.monotonic()
         await asyncio.sleep(LINGER_SECONDS)
         while (connections := (await service_counters(client))[1] - 1) > 0 and time.monotonic() - left < 30:
@@ -265,12 +258,23 @@ async def measure_all(args: argparse.Namespace, *, daphne: Daphne, cookie: str, 
         await client.close()
 
 
-def report(results: list[dict], args: argparse.Namespace, idle_rss: float) -> None:
+def _row(label: str, r: dict, *, connect: str, naive: float | None, extra: str) -> str:
+    lat = r["latencies"]
+    naive_text = f"{naive:>12,.0f} {r['bytes'] / naive:>10.3f}" if naive else f"{'-':>12} {'-':>10}"
+    bytes_text = f"{r['bytes']:>14,}" if "bytes" in r else f"{'-':>14}"
+    return (f"{label:>7} {connect:>9} {r['delivered']:>9.1%} "
+            f"{statistics.median(lat) if lat else float('nan'):>8.1f} {percentile(lat, 0.99):>8.1f} "
+            f"{max(lat) if lat else float('nan'):>8.1f} {bytes_text} {naive_text} {r['rss']:>10.1f} {extra}")
+
+
+def report(results: list[dict], args: argparse.Namespace, idle_rss: list[float]) -> None:
+    k = args.web_nodes
     by_n = {result["n"]: result for result in results}
-    base = by_n.get(1) or results[0]
+    base = by_n.get(k) or results[0]
     base_per_viewer = base["bytes"] / base["n"]
-    print(f"Status page fan-out: one daphne, one runindexer, {args.rate:g} log lines/s for {args.seconds:g} s per row "
-          f"(+{DRAIN_SECONDS:g} s drain)")
+    where = "one daphne" if k == 1 else f"{k} daphne web nodes (PostgreSQL + Redis, messenger over TCP)"
+    print(f"Status page fan-out: {where}, one runindexer, {args.rate:g} log lines/s for {args.seconds:g} s per row "
+          f"(+{DRAIN_SECONDS:g} s drain); load average {load_average()}")
     print("latency = log record created in the service -> its WebSocket message arrives at the viewer")
     header = (f"{'viewers':>7} {'connect s':>9} {'delivered':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
               f"{'svc->web bytes':>14} {'naive N x 1':>12} {'ours/naive':>10} {'web RSS MB':>10} {'svc conns':>9} "
@@ -278,34 +282,40 @@ def report(results: list[dict], args: argparse.Namespace, idle_rss: float) -> No
     print(header)
     print("-" * len(header))
     for r in results:
-        lat = r["latencies"]
         naive = base_per_viewer * r["n"]
-        conns = str(r["web_connections"])
-        print(f"{r['n']:>7} {r['connect_seconds']:>9.1f} {r['delivered']:>9.1%} "
-              f"{statistics.median(lat) if lat else float('nan'):>8.1f} {percentile(lat, 0.99):>8.1f} "
-              f"{max(lat) if lat else float('nan'):>8.1f} {r['bytes']:>14,} {naive:>12,.0f} "
-              f"{r['bytes'] / naive:>10.3f} {r['rss']:>10.1f} {conns:>9} {r['web_cpu']:>8.0%} {r['client_cpu']:>10.0%}")
+        print(_row(str(r["n"]), r, connect=f"{r['connect_seconds']:.1f}", naive=naive,
+                   extra=f"{r['web_connections']:>9} {r['web_cpu']:>8.0%} {r['client_cpu']:>10.0%}"))
+        if k > 1:
+            for index, node in enumerate(r["nodes"], 1):
+                node_row = {key: value for key, value in node.items() if key != "bytes"}
+                print(_row(f"web-{index}", node_row, connect=f"{node['n']} v", naive=None,
+                           extra=f"{'':>9} {node['web_cpu']:>8.0%}"))
         if r["snapshots"] or r["closed"] or r["reported_dropped"] or r["delivered"] < 1:
             print(f"        (during the window: {r['snapshots']} snapshot message(s) to viewers, "
                   f"{r['reported_dropped']} event(s) reported dropped by the web, {r['closed']} viewer(s) closed; "
                   + (f"the wait for late lines ended after {args.delivery_timeout:g} s: lines may still be in flight)"
                      if r["timed_out"] else
                      f"no bench line arrived for {args.quiet_seconds:g} s: the missing lines were lost on the way)"))
-    print(f"idle web RSS before any viewer: {idle_rss:.1f} MB; svc conns = web->service messenger connections "
-          f"during the window; after all viewers left: {results[-1]['web_connections_after']} "
-          f"(checked {results[-1]['stream_closed_after']:.1f} s after; the link lingers {LINGER_SECONDS:g} s)")
-    print("rows are cumulative: the viewers of a row stay connected for the next one")
+    print(f"idle web RSS before any viewer: {', '.join(f'{mb:.1f}' for mb in idle_rss)} MB; svc conns = "
+          f"web->service messenger connections during the window; after all viewers left: "
+          f"{results[-1]['web_connections_after']} (checked {results[-1]['stream_closed_after']:.1f} s after; "
+          f"the link lingers {LINGER_SECONDS:g} s)")
+    print("rows are cumulative: the viewers of a row stay connected for the next one"
+          + ("; web-i rows: that node's viewers (v), latencies, RSS and CPU" if k > 1 else ""))
 
     top = results[-1]
     ratio = top["bytes"] / base["bytes"]
     checks = [
         (f"svc->web bytes at {top['n']} viewers <= {TARGET_BYTES_RATIO}x bytes at {base['n']}", f"{ratio:.3f}x",
          ratio <= TARGET_BYTES_RATIO),
-        (f"web RSS at {top['n']} viewers <= {TARGET_RSS_MB:.0f} MB", f"{top['rss']:.1f} MB",
-         top["rss"] <= TARGET_RSS_MB),
+        (f"web RSS at {top['n']} viewers <= {TARGET_RSS_MB:.0f} MB" + (" (each node)" if k > 1 else ""),
+         f"{top['rss']:.1f} MB", top["rss"] <= TARGET_RSS_MB),
         (f"latency p99 at {top['n']} viewers <= {TARGET_P99_MS:.0f} ms", f"{percentile(top['latencies'], 0.99):.1f} ms",
          percentile(top["latencies"], 0.99) <= TARGET_P99_MS),
     ]
+    if k > 1:
+        checks.append((f"one status stream per web node ({k})", f"{top['web_connections']}",
+                       top["web_connections"] == k))
     if top["n"] != 500:
         print(f"(targets are defined at 500 viewers; checked here at the largest N asked for, {top['n']})")
     for text, value, ok in checks:
@@ -313,9 +323,65 @@ def report(results: list[dict], args: argparse.Namespace, idle_rss: float) -> No
     print(f"targets met: {sum(ok for *_, ok in checks)}/{len(checks)}")
 
 
+def run(args: argparse.Namespace, scratch: Path, *, database_url: str | None, redis_url: str | None) -> None:
+    """Start the service and the web nodes on `scratch` (and `database_url`), measure every row, report."""
+    node_env: dict[str, str] = {}
+    if database_url:
+        node_env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url or "",
+                    "DJANGO_SECRET_KEY": secrets.token_urlsafe(50)}  # one login for every web node
+        os.environ["DATABASE_URL"] = database_url
+    os.environ.update(DJANGO_SETTINGS_MODULE="proget_web.settings", PROGET_DATA_DIR=str(scratch))
+    import django
+
+    django.setup()
+    from bench.log_runner import LOGGER_NAME
+    from messenger.config import messenger_settings
+
+    plan = scratch / "log-plan"
+    if database_url is None:
+        manage(scratch, "migrate", "--no-input")
+    create_admin(scratch, PASSWORD, **node_env)
+    ready = None
+    if args.web_nodes > 1:
+        port = free_port()
+        manage(scratch, "settings", "set", "Service.MessengerEndpoint", f"tcp://{HOST}:{port}", **node_env)
+
+        def ready() -> bool:
+            with socket.socket() as probe:
+                return probe.connect_ex((HOST, port)) == 0
+
+    service = ServiceProcess(scratch, PROGET_EXTRA_RUNNERS=LOG_RUNNER, PROGET_BENCH_LOG_PLAN=str(plan),
+                             **node_env).start(ready=ready)
+    webs: list[Web] = []
+    try:
+        for index in range(1, args.web_nodes + 1):
+            data_dir = scratch if args.web_nodes == 1 else scratch / f"web-{index}"
+            data_dir.mkdir(exist_ok=True)
+            process, port = start_daphne(data_dir, log=data_dir / "daphne.log", PROGET_NODE_NAME=f"web-{index}",
+                                         **node_env)
+            webs.append(Web(process, port, Recorder(LOGGER_NAME)))
+        session = HttpSession(HOST, webs[0].port)
+        session.login("admin", PASSWORD)
+        time.sleep(1.0)
+        idle_rss = [rss_mb(web.process.pid) for web in webs]
+        config = messenger_settings()  # read before the loop runs: the ORM is synchronous
+        results = asyncio.run(measure_all(args, webs=webs, cookie=session.cookie_header(), plan=plan, config=config))
+    finally:
+        for web in webs:
+            stop(web.process)
+        service.stop(signal.SIGTERM)
+        from django.db import connections
+
+        connections.close_all()
+    report(results, args, idle_rss)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--viewers", default="1,100,500", help="comma-separated viewer counts (default 1,100,500)")
+    parser.add_argument("--viewers", default=None,
+                        help="comma-separated viewer counts (default 1,100,500; K,100,500 with --web-nodes K)")
+    parser.add_argument("--web-nodes", type=int, default=1,
+                        help="daphne web nodes (default 1; 2 or more need DATABASE_URL=postgresql://... and REDIS_URL)")
     parser.add_argument("--rate", type=float, default=200.0, help="log lines per second from the service")
     parser.add_argument("--seconds", type=float, default=None, help="logging time per viewer count (default 10)")
     parser.add_argument("--quiet-seconds", type=float, default=5.0,
@@ -324,36 +390,30 @@ def main() -> None:
                         help="longest wait for late lines after the window (default 60 s, 4 s with --quick)")
     parser.add_argument("--quick", action="store_true", help="2 s of logging per viewer count (< 40 s in all)")
     args = parser.parse_args()
-    args.viewers = sorted({int(n) for n in args.viewers.split(",") if n.strip()})
+    if args.web_nodes < 1:
+        parser.error("--web-nodes must be at least 1")
+    args.viewers = sorted({int(n) for n in (args.viewers or f"{args.web_nodes},100,500").split(",") if n.strip()})
     if args.seconds is None:
         args.seconds = 2.0 if args.quick else 10.0
     if args.delivery_timeout is None:
         args.delivery_timeout = 4.0 if args.quick else 60.0
-    if not args.viewers or args.viewers[0] < 1:
-        parser.error("--viewers needs positive counts")
+    if not args.viewers or args.viewers[0] < args.web_nodes:
+        parser.error(f"--viewers needs counts of at least one viewer per web node ({args.web_nodes})")
+    redis_url = os.environ.get("REDIS_URL", "")
+    if args.web_nodes > 1 and not redis_url.startswith(("redis://", "rediss://")):
+        parser.error("--web-nodes 2 or more needs REDIS_URL=redis://... (the web nodes' channel layer)")
 
     raise_nofile(2 * max(args.viewers) + 512)
-    data_dir = Path(os.environ["PROGET_DATA_DIR"])
-    plan = data_dir / "log-plan"
-    manage(data_dir, "migrate", "--no-input")
-    shell(data_dir, "from django.contrib.auth.models import User; "
-                    f"User.objects.create_superuser('admin', 'admin@example.com', {PASSWORD!r})")
-    service = ServiceProcess(data_dir, PROGET_EXTRA_RUNNERS=LOG_RUNNER, PROGET_BENCH_LOG_PLAN=str(plan)).start()
-    daphne = None
-    try:
-        daphne = Daphne(data_dir)
-        session = HttpSession(HOST, daphne.port)
-        session.login("admin", PASSWORD)
-        time.sleep(1.0)
-        idle_rss = rss_mb(daphne.process.pid)
-        config = messenger_settings()  # read before the loop runs: the ORM is synchronous
-        results = asyncio.run(measure_all(args, daphne=daphne, cookie=session.cookie_header(), plan=plan,
-                                          config=config))
-    finally:
-        if daphne is not None:
-            daphne.stop()
-        service.stop(signal.SIGTERM)
-    report(results, args, idle_rss)
+    with tempfile.TemporaryDirectory(prefix="bench-fanout-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        if args.web_nodes == 1:
+            os.environ.pop("DATABASE_URL", None)  # the embedded defaults, as the nodes get them
+            os.environ.pop("REDIS_URL", None)
+            run(args, scratch, database_url=None, redis_url=None)
+            return
+        with fresh_database(os.environ.get("DATABASE_URL", ""), scratch=scratch,
+                            prefix="proget_bench_fanout") as url:
+            run(args, scratch, database_url=url, redis_url=redis_url)
 
 
 if __name__ == "__main__":

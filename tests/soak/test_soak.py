@@ -4,6 +4,7 @@ The machinery is bench/soak.py (its docstring says what is measured); `bench/soa
 --connections 10000` is the full-size run whose figures are in docs/PERFORMANCE.md. Here: the server's RSS after
 the warm-up stays within RSS_BOUND_MB of the warm sample at every 10% sample, its open fds are back to the
 baseline once every client has closed, and its counters agree (one handshake per connection, no rejects).
+PROGET_SOAK_LONG=1 runs the full size.
 """
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import os
 import pytest
 
 from bench.soak import RSS_BOUND_MB, report, soak
+from tests.soak.support import LONG
 
-MESSAGES = 100_000
-CONNECTIONS = 2_000
+MESSAGES = 1_000_000 if LONG else 100_000
+CONNECTIONS = 10_000 if LONG else 2_000
 
 
 @pytest.mark.slow
