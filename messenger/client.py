@@ -25,6 +25,7 @@ from messenger.endpoint import Endpoint, socket_path
 from messenger.errors import KeyMismatch, MessengerUnavailable, RequestTimeout
 from messenger.limits import (
     CONNECT_TIMEOUT,
+    FAILOVER_BACKOFF_MAX,
     IDLE_TIMEOUT,
     KEEPALIVE_INTERVAL,
     KEY_UPGRADE_INTERVAL,
@@ -297,12 +298,18 @@ class MessengerClient:
                 link = await self._connected()
             except MessengerUnavailable:
                 # Full jitter: sleep uniform(0, min(max, min * 2**n)); a reconfigure wakes us at once.
-                ceiling = min(self.backoff_max, self.backoff_min * 2 ** min(failures, 32))
+                ceiling = min(self._backoff_cap(), self.backoff_min * 2 ** min(failures, 32))
                 failures += 1
                 await self._sleep(random.uniform(0, ceiling))
                 continue
             failures = 0
             await self._keep_alive(link)
+
+    def _backoff_cap(self) -> float:
+        """The longest reconnect delay: short for `tcp://*`, which must find a new primary soon after a failover."""
+        if self._endpoint.is_any_host:
+            return min(self.backoff_max, FAILOVER_BACKOFF_MAX)
+        return self.backoff_max
 
     async def _keep_alive(self, link: Link) -> None:
         """KEEPALIVE when we sent nothing for keepalive_interval; drop the link after idle_timeout of silence.

@@ -49,6 +49,9 @@ CONNECT_TIMEOUT = 2.0
 RECONNECT_BACKOFF_MIN = 0.1
 # Longest reconnect delay (doubling from the minimum): a down service is not hammered.
 RECONNECT_BACKOFF_MAX = 10.0
+# Longest delay for `tcp://*:PORT`, which follows the primary: each attempt resolves it again, so after a
+# failover the new primary is reached within this long (one registry read per attempt, nothing hammered).
+FAILOVER_BACKOFF_MAX = 2.0
 # A client connected with a previous key (the service had not applied the new one yet) tries the current key
 # this often, so it has moved long before the previous key's grace ends (Service.MessengerKeyGraceSeconds).
 KEY_UPGRADE_INTERVAL = 1.0

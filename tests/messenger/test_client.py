@@ -6,6 +6,7 @@ Servers here are real MessengerServers (or, where a test needs a misbehaving pee
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import threading
 import time
@@ -20,9 +21,11 @@ from messenger.client import ClientState, MessengerClient, call
 from messenger.crypto import RetiredKey
 from messenger.endpoint import Endpoint, parse_endpoint, socket_path
 from messenger.errors import InvalidKey, MessengerUnavailable, RequestTimeout
+from messenger.limits import FAILOVER_BACKOFF_MAX
 from messenger.protocol import Connection, Role
 from messenger.server import MessengerServer, RequestContext, ServerLimits
 from tests.messenger.support import KEY, TEST_DEADLINE, eventually, run
+from tests.processes import free_port
 
 NEW_KEY = bytes(range(100, 132))
 LIMITS = ServerLimits(handshake_timeout=1.0, frame_timeout=1.0, idle_timeout=5.0)
@@ -145,6 +148,28 @@ def test_any_host_needs_a_resolver(tmp_path: Path) -> None:
             await client.close()
 
     run(main())
+
+
+def test_any_host_keeps_retrying_often_so_it_finds_a_new_primary_soon(tmp_path: Path) -> None:
+    """`tcp://*` re-resolves the primary on each attempt; its backoff stays short however long it was down."""
+    random.seed(7)  # the backoff's jitter, made repeatable
+    attempts: list[float] = []
+
+    def dead_primary() -> str:
+        attempts.append(time.monotonic())
+        return "127.0.0.1"
+
+    async def main() -> None:
+        port = free_port()  # nothing listens there: every attempt is refused, as after a primary died
+        client = client_for(parse_endpoint(f"tcp://*:{port}"), tmp_path, resolver=dead_primary,
+                            backoff_min=1.0, backoff_max=60.0)
+        client.start()
+        await asyncio.sleep(9)
+        await client.close()
+
+    run(main())
+    gaps = [later - earlier for earlier, later in zip(attempts, attempts[1:], strict=False)]
+    assert len(attempts) >= 5 and max(gaps) <= FAILOVER_BACKOFF_MAX + 0.5, gaps
 
 
 def test_key_mismatch_state(transport: str, tmp_path: Path) -> None:
