@@ -30,7 +30,12 @@ HASH_CHUNK_BYTES = 1024 * 1024
 DELETE_BATCH = 500
 # PackageFile.filename's length.
 FILENAME_MAX_LENGTH = 255
-
+# Rows written per transaction (one INSERT ... ON CONFLICT UPDATE, split further by Django if the database needs).
+WRITE_BATCH = 500
+# What a re-read updates on an existing row: not when the file was first seen, nor Feed Integrity's verdict.
+UPDATED_FIELDS = [
+    "project", "version", "requires_python", "summary", "size", "mtime_ns", "sha256", "index_error", "indexed_at",
+]
 
 
 @dataclass(kw_only=True)
@@ -81,8 +86,15 @@ def feed_index(
     rows = {row.filename: row for row in PackageFile.objects.filter(feed=feed)}
     present = set(names)
     report.removed = _forget(ids=[row.pk for name, row in rows.items() if name not in present])
+    pending: list[PackageFile] = []
     for name in files_in_turn(names, feed=feed.name, report=report, stopping=stopping, progress=progress):
-        _index_file(feed=feed, root=root, name=name, row=rows.get(name), report=report)
+        written = _index_file(feed=feed, root=root, name=name, row=rows.get(name), report=report)
+        if written is not None:
+            pending.append(written)
+        if len(pending) >= WRITE_BATCH:
+            _write(pending)
+            pending = []
+    _write(pending)  # also after an early stop: what was read is kept
     _record_result(feed=feed, report=report)
     logger.info("feed %s indexed: %s", feed.name, report.summary())
     return report
@@ -108,22 +120,23 @@ def _record_result(*, feed: Feed, report: IndexReport) -> None:
     Feed.objects.filter(pk=feed.pk).update(last_indexed_at=timezone.now(), last_index_result=report.summary())
 
 
-def _index_file(*, feed: Feed, root: Path, name: str, row: PackageFile | None, report: IndexReport) -> None:
-    """Bring the row of file `name` up to date; read the file only when its size or mtime changed."""
+def _index_file(
+    *, feed: Feed, root: Path, name: str, row: PackageFile | None, report: IndexReport,
+) -> PackageFile | None:
+    """The row to write for file `name` (None when it is unchanged or gone); read it only if size or mtime changed."""
     try:
         target, status = file_locate(root=root, name=name)
     except (FileRefused, OSError) as exc:
         try:
             entry_status = os.lstat(root / name)
         except FileNotFoundError:
-            return  # removed since the folder was listed: the next run forgets it
+            return None  # removed since the folder was listed: the next run forgets it
         report.errors += 1
-        _store(feed=feed, name=name, status=entry_status, error=_describe(exc))
-        return
+        return _row(feed=feed, name=name, status=entry_status, error=_describe(exc))
     if row is not None and (row.size, row.mtime_ns) == (status.st_size, status.st_mtime_ns):
         report.unchanged += 1
         report.errors += bool(row.index_error)
-        return
+        return None
     report.read += 1
     try:
         status, digest, metadata = _read(target=target, name=name)
@@ -133,13 +146,12 @@ def _index_file(*, feed: Feed, root: Path, name: str, row: PackageFile | None, r
         logger.exception("feed %s: indexing %s failed", feed.name, name)
         error = f"internal error: {type(exc).__name__}: {exc}"
     else:
-        _store(feed=feed, name=name, status=status, sha256=digest, fields={
+        return _row(feed=feed, name=name, status=status, sha256=digest, fields={
             "project": metadata.project, "version": metadata.version,
             "requires_python": metadata.requires_python, "summary": metadata.summary,
         })
-        return
     report.errors += 1
-    _store(feed=feed, name=name, status=status, error=error)
+    return _row(feed=feed, name=name, status=status, error=error)
 
 
 def _describe(exc: Exception) -> str:
@@ -158,23 +170,28 @@ def _read(*, target: Path, name: str) -> tuple[os.stat_result, str, PackageMetad
         return status, digest.hexdigest(), metadata_read(stream=stream, filename=name)
 
 
-def _store(
+def _row(
     *, feed: Feed, name: str, status: os.stat_result, sha256: str = "", error: str = "",
     fields: dict[str, str] | None = None,
-) -> None:
-    """Write the row of file `name`: its metadata, or its error (with what the file name tells)."""
+) -> PackageFile:
+    """The row of file `name`, unsaved: its metadata, or its error (with what the file name tells)."""
     if fields is None:
         try:
             project, version = filename_parse(name)
             fields = {"project": project, "version": str(version), "requires_python": "", "summary": ""}
         except MetadataError:
             fields = {"project": "", "version": "", "requires_python": "", "summary": ""}
-    values = {
-        **fields, "size": status.st_size, "mtime_ns": status.st_mtime_ns, "sha256": sha256,
-        "index_error": error, "indexed_at": timezone.now(),
-    }
-    # A file found in the folder was uploaded when it was last written there.
-    uploaded_at = datetime.fromtimestamp(status.st_mtime_ns / 1e9, tz=UTC)
-    PackageFile.objects.update_or_create(
-        feed=feed, filename=name, defaults=values, create_defaults={**values, "uploaded_at": uploaded_at},
+    return PackageFile(
+        feed=feed, filename=name, **fields, size=status.st_size, mtime_ns=status.st_mtime_ns, sha256=sha256,
+        index_error=error, indexed_at=timezone.now(),
+        # A file found in the folder was uploaded when it was last written there (kept when the row exists).
+        uploaded_at=datetime.fromtimestamp(status.st_mtime_ns / 1e9, tz=UTC),
+    )
+
+
+@transaction.atomic
+def _write(rows: list[PackageFile]) -> None:
+    """Insert `rows`, or update the existing rows of the same files (UPDATED_FIELDS only), in one transaction."""
+    PackageFile.objects.bulk_create(
+        rows, update_conflicts=True, unique_fields=["feed", "filename"], update_fields=UPDATED_FIELDS,
     )

@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC
+from html import escape
+from typing import Any
 from urllib.parse import quote
 
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
@@ -15,13 +17,14 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import get_conditional_response, patch_vary_headers
 from django.utils.http import RFC3986_SUBDELIMS, http_date
+from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_safe
 
 from feeds import negotiation
 from feeds.access import feed_readable
-from feeds.models import Feed, PackageFile
+from feeds.models import Feed
 from feeds.naming import project_normalize
-from feeds.selectors import feed_projects, package_file_get, project_files
+from feeds.selectors import feed_projects, package_file_get, project_file_values
 from feeds.storage import FileRefused, file_locate, file_open
 
 logger = logging.getLogger(__name__)
@@ -30,15 +33,20 @@ logger = logging.getLogger(__name__)
 API_VERSION = "1.1"
 
 
+def _media(request: HttpRequest) -> str | None:
+    """The media type the client's Accept header prefers among ours (None when it accepts none)."""
+    return negotiation.media_type_choose(request.headers.get("Accept"))
+
+
 def _negotiated(
-    request: HttpRequest, html_template: str, context: Callable[[], dict], json_body: Callable[[], dict],
+    request: HttpRequest, media: str | None, html_template: str, context: Callable[[], dict],
+    json_body: Callable[[], dict],
 ) -> HttpResponse:
-    """Answer in the format the client's Accept header prefers (406 when it accepts none of ours).
+    """Answer in `media` (406 when None).
 
     `context` and `json_body` build the two forms; only the one asked for is built (a 1,000-file page pays
     for one format, not two).
     """
-    media = negotiation.media_type_choose(request.headers.get("Accept"))
     if media is None:
         response = HttpResponse(
             f"acceptable formats: {', '.join(negotiation.OFFERED)}\n", status=406, content_type="text/plain",
@@ -64,8 +72,8 @@ def simple_index(request: HttpRequest, *, feed: Feed) -> HttpResponse:
     # Normalised project names need no quoting: the prefix is reversed once, not once per project.
     prefix = _url_prefix("feeds:simple-project", feed=feed.name, project=PLACEHOLDER)
     return _negotiated(
-        request, "feeds/simple_index.html",
-        lambda: {"feed": feed, "projects": [(name, f"{prefix}{name}/") for name in projects]},
+        request, _media(request), "feeds/simple_index.html",
+        lambda: {"feed": feed, "links": _project_links_html(prefix, projects)},
         lambda: {"meta": _meta(), "projects": [{"name": name} for name in projects]},
     )
 
@@ -80,15 +88,37 @@ def _url_prefix(view: str, **kwargs: str) -> str:
     return url[: url.rindex(PLACEHOLDER)]
 
 
-def _file_url(prefix: str, file: PackageFile) -> str:
+def _file_url(prefix: str, filename: str) -> str:
     """A file's download URL from the page's prefix, quoted as reverse() would."""
-    return prefix + quote(file.filename, safe=RFC3986_SUBDELIMS + "/~:@")
+    return prefix + quote(filename, safe=RFC3986_SUBDELIMS + "/~:@")
 
 
-def _file_json(prefix: str, file: PackageFile) -> dict:
+def _project_links_html(prefix: str, projects: list[str]) -> SafeString:
+    """The project list's links, one per line (escaped as in _file_links_html)."""
+    return mark_safe("".join(f'<a href="{escape(prefix + name)}/">{escape(name)}</a><br>\n' for name in projects))
+
+
+def _file_links_html(prefix: str, files: list[Any]) -> SafeString:
+    """The project page's links (PEP 503: sha256 fragment, data-requires-python), one per line, from selector rows.
+
+    Built in Python, not in a template loop: every value is escaped with html.escape, which is what Django's
+    escape() (and so the template's autoescape) calls, so the bytes are those the template produced.
+    """
+    return mark_safe("".join(  # every interpolated value is escaped right here
+        f'<a href="{escape(_file_url(prefix, file.filename))}#sha256={escape(file.sha256)}"'
+        f"{_requires_python_attribute(file.requires_python)}>{escape(file.filename)}</a><br>\n"
+        for file in files
+    ))
+
+
+def _requires_python_attribute(requires_python: str) -> str:
+    return f' data-requires-python="{escape(requires_python)}"' if requires_python else ""
+
+
+def _file_json(prefix: str, file: Any) -> dict:
     entry = {
         "filename": file.filename,
-        "url": _file_url(prefix, file),
+        "url": _file_url(prefix, file.filename),
         "hashes": {"sha256": file.sha256},
         "size": file.size,
         "upload-time": file.uploaded_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -98,6 +128,11 @@ def _file_json(prefix: str, file: PackageFile) -> dict:
     return entry
 
 
+# The columns each form of the project page reads (besides version and filename).
+HTML_FIELDS = ("sha256", "requires_python")
+JSON_FIELDS = (*HTML_FIELDS, "size", "uploaded_at")
+
+
 @require_safe
 @feed_readable
 def simple_project(request: HttpRequest, *, feed: Feed, project: str) -> HttpResponse:
@@ -105,16 +140,17 @@ def simple_project(request: HttpRequest, *, feed: Feed, project: str) -> HttpRes
     normalized = project_normalize(project)
     if normalized != project:
         return redirect("feeds:simple-project", feed=feed.name, project=normalized, permanent=True)
-    files = project_files(feed=feed, project=project)
+    media = _media(request)
+    fields = JSON_FIELDS if media == negotiation.JSON_V1 else HTML_FIELDS
+    files = project_file_values(feed=feed, project=project, fields=fields)
     if not files:
         raise Http404(f"no project {project!r} in feed {feed.name!r}")
-    versions = list(dict.fromkeys(file.version for file in files))  # files come sorted by version
     prefix = _url_prefix("feeds:download", feed=feed.name, filename=PLACEHOLDER)
     return _negotiated(
-        request, "feeds/simple_project.html",
-        lambda: {"feed": feed, "project": project,
-                 "links": [{"file": file, "url": f"{_file_url(prefix, file)}#sha256={file.sha256}"} for file in files]},
-        lambda: {"meta": _meta(), "name": project, "versions": versions,
+        request, media, "feeds/simple_project.html",
+        lambda: {"feed": feed, "project": project, "links": _file_links_html(prefix, files)},
+        lambda: {"meta": _meta(), "name": project,
+                 "versions": list(dict.fromkeys(file.version for file in files)),  # files come sorted by version
                  "files": [_file_json(prefix, file) for file in files]},
     )
 

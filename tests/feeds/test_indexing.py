@@ -126,6 +126,27 @@ def test_stopping_ends_the_run_between_files(feed: Feed) -> None:
     seen: list[str] = []
     report = feed_index(feed=feed, progress=lambda _, message: seen.append(message), stopping=lambda: bool(seen))
     assert report.stopped and report.read == 1 and report.summary().endswith("stopped early")
+    # What was read before the stop is written (rows are written in batches, the last one at the end).
+    assert feed_projects(feed=feed) == ["pkg-a"]
+
+
+def test_rows_written_in_batches_insert_update_and_keep_upload_time(
+    feed: Feed, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(indexing, "WRITE_BATCH", 2)
+    paths = [wheel(feed.storage, f"pkg-{n}", "1.0") for n in range(5)]
+    (feed.storage / "junk.txt").write_text("not a package")
+    assert (feed_index(feed=feed).read, PackageFile.objects.filter(feed=feed).count()) == (6, 6)
+    first = PackageFile.objects.get(filename=paths[0].name)
+    wheel(feed.storage, "pkg-0", "1.0", requires_python=">=3.10")
+    os.utime(paths[0], ns=(0, paths[0].stat().st_mtime_ns + 1_000_000_000))
+    paths[1].unlink()
+    report = feed_index(feed=feed)
+    assert (report.read, report.unchanged, report.removed, report.errors) == (1, 4, 1, 1)
+    again = PackageFile.objects.get(filename=paths[0].name)
+    assert (again.pk, again.uploaded_at, again.requires_python) == (first.pk, first.uploaded_at, ">=3.10")
+    assert again.sha256 == hashlib.sha256(paths[0].read_bytes()).hexdigest() != first.sha256
+    assert feed_projects(feed=feed) == ["pkg-0", "pkg-2", "pkg-3", "pkg-4"]
 
 
 def test_a_missing_folder_is_recorded_on_the_feed(feed: Feed) -> None:
