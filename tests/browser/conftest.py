@@ -147,10 +147,17 @@ def page(browser: Browser) -> Iterator[Page]:
         context.close()
 
 
-def login(page: Page, stack: Stack, *, then: str) -> None:
-    """Log in as the admin through the login form, landing on `then`."""
+def create_user(stack: Stack, username: str, *, groups: tuple[str, ...] = ()) -> None:
+    """A plain (not staff, not superuser) user with the suite's password, in the named existing groups."""
+    shell(stack.data_dir, "from django.contrib.auth.models import Group, User; "
+                          f"user = User.objects.create_user({username!r}, password={PASSWORD!r}); "
+                          f"user.groups.set([Group.objects.get(name=name) for name in {groups!r}])")
+
+
+def login(page: Page, stack: Stack, *, then: str, username: str = ADMIN) -> None:
+    """Log in as `username` (the admin by default) through the login form, landing on `then`."""
     page.goto(f"{stack.url}/accounts/login/?next={then}")
-    page.get_by_label("Username").fill(ADMIN)
+    page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
     with page.expect_navigation():
         page.get_by_role("button", name="Log in").click()
