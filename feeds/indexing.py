@@ -6,9 +6,11 @@ is ever opened (symlinks are followed only to a regular file inside it).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +21,7 @@ from django.utils import timezone
 
 from feeds.metadata import MetadataError, PackageMetadata, filename_parse, metadata_read
 from feeds.models import Feed, PackageFile
+from feeds.placement import stale_temps_remove
 from feeds.storage import FileRefused, Progress, file_locate, file_open, files_in_turn
 
 logger = logging.getLogger(__name__)
@@ -81,6 +84,10 @@ def feed_index(
         logger.warning("feed %s: skipping %d file(s) whose names are not UTF-8 or too long: %r",
                        feed.name, len(unstorable), unstorable)
         names = [name for name in names if _storable(name)]
+    with contextlib.suppress(OSError):  # housekeeping only: a folder we cannot clean is still indexed
+        if removed := stale_temps_remove(root=root, now=time.time()):
+            logger.warning("feed %s: removed %d temp file(s) left by an interrupted copy: %r",
+                           feed.name, len(removed), removed)
     report.files = len(names)
     report.errors = len(unstorable)
     rows = {row.filename: row for row in PackageFile.objects.filter(feed=feed)}

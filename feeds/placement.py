@@ -34,6 +34,9 @@ FILENAME_MAX_LENGTH = 255
 TEMP_PREFIX = "."
 # A temp is always a new file: never follow or reuse something already at that name.
 TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+TEMP_SUFFIX = ".tmp"
+# A temp this old was left by a writer that died (a copy takes seconds): indexing removes it.
+STALE_TEMP_SECONDS = 3600
 
 
 class FileExists(Exception):
@@ -92,7 +95,7 @@ def file_store(*, source: Path, root: Path, name: str, overwrite: bool, move: bo
         source.unlink(missing_ok=True)  # after a hard link the source is a second name of the stored file
         _sync_folder(root)
         return final
-    temp = root / f"{TEMP_PREFIX}{name}.{secrets.token_hex(8)}.tmp"
+    temp = root / f"{TEMP_PREFIX}{name}.{secrets.token_hex(8)}{TEMP_SUFFIX}"
     try:
         with source.open("rb") as reader, os.fdopen(os.open(temp, TEMP_FLAGS, 0o644), "wb") as writer:
             shutil.copyfileobj(reader, writer, CHUNK_BYTES)
@@ -105,6 +108,21 @@ def file_store(*, source: Path, root: Path, name: str, overwrite: bool, move: bo
     if move:
         source.unlink()
     return final
+
+
+def stale_temps_remove(*, root: Path, now: float) -> list[str]:
+    """Remove the temps in `root` older than STALE_TEMP_SECONDS (left by a killed writer); their names."""
+    removed = []
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if not (entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX)):
+                continue
+            with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove: leave it
+                age = now - entry.stat(follow_symlinks=False).st_mtime
+                if entry.is_file(follow_symlinks=False) and age > STALE_TEMP_SECONDS:
+                    os.unlink(entry.path)
+                    removed.append(entry.name)
+    return removed
 
 
 def _publish(source: Path, final: Path, *, overwrite: bool, may_decline: bool) -> bool:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from asgiref.sync import async_to_sync
 from feeds import indexing
 from feeds.indexing import feed_index
 from feeds.models import Feed, PackageFile
+from feeds.placement import STALE_TEMP_SECONDS
 from feeds.selectors import feed_projects, project_files
 from indexer.runner import Scheduler
 from indexer.tasks.feed_indexing import FeedIndexing
@@ -118,6 +120,19 @@ def test_hidden_files_and_folders_are_skipped(feed: Feed) -> None:
     (feed.storage / ".upload-tmp").write_bytes(b"partial")
     (feed.storage / "sub").mkdir()
     assert feed_index(feed=feed).files == 0
+
+
+def test_temps_left_by_a_killed_writer_are_removed_once_stale_and_fresh_ones_kept(feed: Feed) -> None:
+    stale = feed.storage / ".pkg-1.0.whl.0123456789abcdef.tmp"
+    fresh = feed.storage / ".pkg-2.0.whl.fedcba9876543210.tmp"
+    other = feed.storage / ".keep-me"
+    for path in (stale, fresh, other):
+        path.write_bytes(b"partial")
+    old = time.time() - STALE_TEMP_SECONDS - 60
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    assert feed_index(feed=feed).files == 0
+    assert not stale.exists() and fresh.exists() and other.exists()  # a copy may still be writing the fresh one
 
 
 def test_stopping_ends_the_run_between_files(feed: Feed) -> None:
