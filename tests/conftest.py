@@ -28,31 +28,54 @@ def _with_path(url: str, path: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
 
 
-@pytest.fixture(scope="module")
-def pg_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for this test module (dropped afterwards); its DATABASE_URL."""
+@pytest.fixture(scope="session")
+def _pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(server URL, name) of a migrated PostgreSQL database that modules copy: one migrate per test run."""
     base = os.environ.get("PROGET_TEST_DATABASE_URL", "")
     if not base.startswith(("postgres://", "postgresql://")):
         _service_missing("PostgreSQL tests need PROGET_TEST_DATABASE_URL=postgresql://... (or DATABASE_URL)")
     import psycopg
     from psycopg import sql
 
-    name = f"proget_t_{secrets.token_hex(6)}"
+    name = f"proget_tpl_{secrets.token_hex(6)}"
     try:
         admin = psycopg.connect(base, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
         _service_missing(f"PostgreSQL at PROGET_TEST_DATABASE_URL is not reachable: {exc}")
     with admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = _with_path(base, f"/{name}")
     try:
         from tests.processes import manage
 
-        manage(tmp_path_factory.mktemp("pg-migrate"), "migrate", "--no-input", timeout=180, DATABASE_URL=url)
-        yield url
+        manage(tmp_path_factory.mktemp("pg-migrate"), "migrate", "--no-input", timeout=180,
+               DATABASE_URL=_with_path(base, f"/{name}"))
+        yield base, name
     finally:
-        with psycopg.connect(base, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        _pg_drop(base, name)
+
+
+def _pg_drop(base: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(base, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="module")
+def pg_database_url(_pg_template: tuple[str, str]) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test module (a copy of the template, dropped afterwards)."""
+    import psycopg
+    from psycopg import sql
+
+    base, template = _pg_template
+    name = f"proget_t_{secrets.token_hex(6)}"
+    with psycopg.connect(base, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+    try:
+        yield _with_path(base, f"/{name}")
+    finally:
+        _pg_drop(base, name)
 
 
 @pytest.fixture(scope="module")

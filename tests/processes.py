@@ -1,11 +1,14 @@
 """Starting the real node processes (manage.py commands, runindexer, daphne) in a temp data dir."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +36,23 @@ def manage(
         [sys.executable, str(ROOT / "manage.py"), *args],
         env=node_env(data_dir, **env), cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=check,
     )
+
+
+# The embedded database file of a node (proget_web/settings.py), and a migrated copy made once per test process.
+DATABASE_FILE = "proget.sqlite3"
+_migrated: Path | None = None
+
+
+def migrate(data_dir: Path) -> None:
+    """Give the SQLite node at `data_dir` a freshly migrated database: migrated once per test run, then copied."""
+    global _migrated
+    if _migrated is None:
+        template = Path(tempfile.mkdtemp(prefix="proget-migrated-"))
+        atexit.register(shutil.rmtree, template, ignore_errors=True)
+        manage(template, "migrate", "--no-input")
+        _migrated = template
+    data_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_migrated / DATABASE_FILE, data_dir / DATABASE_FILE)
 
 
 def spawn(data_dir: Path, *args: str, log: Path, **env: str) -> subprocess.Popen:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.processes import ROOT, ServiceProcess, manage, shell, start_daphne, stop
+from tests.processes import ROOT, ServiceProcess, migrate, shell, start_daphne, stop
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -85,7 +85,7 @@ class Stack:
 def template_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated data dir with the admin user; each stack starts from a copy (one migrate per session)."""
     data_dir = tmp_path_factory.mktemp("browser-template")
-    manage(data_dir, "migrate", "--no-input")
+    migrate(data_dir)
     shell(data_dir, "from django.contrib.auth.models import User; "
                     f"User.objects.create_superuser({ADMIN!r}, 'admin@example.com', {PASSWORD!r})")
     return data_dir

@@ -22,7 +22,7 @@ from indexer.runner import Scheduler
 from indexer.tasks.drop_path_monitor import DropPathMonitor
 from tests.feeds.builders import metadata_text, wheel
 from tests.feeds.servers import daphne_serving, pip_install
-from tests.processes import ServiceProcess, manage, wait_for
+from tests.processes import ServiceProcess, manage, migrate, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -183,7 +183,7 @@ def test_the_runner_imports_and_says_what_it_did(feed: Feed, drop: Path) -> None
 def test_a_file_copied_into_the_drop_path_becomes_installable_by_itself(tmp_path: Path) -> None:
     data, drop = tmp_path / "data", tmp_path / "drop"
     drop.mkdir()
-    manage(data, "migrate", "--noinput")
+    migrate(data)
     manage(data, "settings", "set", "Runners.DropPathMonitor.IntervalSeconds", "5")
     manage(data, "feeds", "create", "main", "--drop-path", str(drop))
     built = tmp_path / "built"

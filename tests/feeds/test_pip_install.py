@@ -12,7 +12,7 @@ from django.urls import Resolver404, resolve
 import proget_web.settings as node_settings
 from tests.feeds.builders import metadata_text, sdist_tar, wheel
 from tests.feeds.servers import daphne_serving, pip_install
-from tests.processes import manage
+from tests.processes import manage, migrate
 
 
 def _feeds_wired_into_the_web_node() -> bool:
@@ -32,7 +32,7 @@ pytestmark = [
 
 def test_pip_installs_a_package_and_its_dependency_from_a_feed(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    manage(data, "migrate", "--noinput")
+    migrate(data)
     manage(data, "feeds", "create", "main")
     folder = data / "packages" / "main"
     wheel(folder, "pkg-a", "1.0", requires=("pkg-b",))

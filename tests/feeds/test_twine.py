@@ -12,7 +12,7 @@ import pytest
 
 from tests.feeds.builders import sdist_tar, wheel
 from tests.feeds.servers import daphne_serving, pip_install
-from tests.processes import ROOT, manage, shell
+from tests.processes import ROOT, manage, migrate, shell
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def twine_upload(base: str, *files: Path, home: Path) -> subprocess.CompletedPro
 def test_twine_uploads_and_pip_installs_at_once(tmp_path: Path) -> None:
     data, dist = tmp_path / "data", tmp_path / "dist"
     dist.mkdir()
-    manage(data, "migrate", "--noinput")
+    migrate(data)
     manage(data, "feeds", "create", "main")
     shell(data, "from django.contrib.auth.models import User; "
                 "User.objects.create_user('uploader', password='secret', is_staff=True)")

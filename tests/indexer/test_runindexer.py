@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import free_port, manage, shell, spawn, stop, wait_for
+from tests.processes import free_port, manage, migrate, shell, spawn, stop, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -15,7 +15,7 @@ SOCKET = Path("run") / "messenger.sock"
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
-    manage(tmp_path, "migrate", "--no-input")
+    migrate(tmp_path)
     return tmp_path
 
 

@@ -17,7 +17,7 @@ from messenger.client import MessengerClient
 from messenger.crypto import generate_key, parse_key
 from messenger.endpoint import parse_endpoint
 from messenger.errors import MessengerUnavailable
-from tests.processes import ROOT, ServiceProcess, free_port, manage, node_env, shell, wait_for
+from tests.processes import ROOT, ServiceProcess, free_port, manage, migrate, node_env, shell, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ print(json.dumps([
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
-    manage(tmp_path, "migrate", "--no-input")
+    migrate(tmp_path)
     manage(tmp_path, "settings", "set", "Service.TriggerPollSeconds", "1")
     return tmp_path
 

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.processes import ROOT, manage, node_env, shell
+from tests.processes import ROOT, migrate, node_env, shell
 
 RACER = """
 import os, sys, time
@@ -20,7 +20,7 @@ print(messenger_settings().fingerprint)
 
 
 def test_two_processes_racing_get_one_key(tmp_path: Path) -> None:
-    manage(tmp_path, "migrate", "--no-input")
+    migrate(tmp_path)
     go = tmp_path / "go"
     racers = [
         subprocess.Popen(

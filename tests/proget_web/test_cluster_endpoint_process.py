@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import ServiceProcess, free_port, manage, wait_for
+from tests.processes import ServiceProcess, free_port, manage, migrate, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,7 @@ def _ping(data_dir: Path, **env: str) -> tuple[int, str]:
 def test_an_override_moves_a_running_node_and_clearing_it_moves_it_back(tmp_path: Path) -> None:
     cluster_port, own_port = free_port(), free_port()
     cluster, own = f"tcp://127.0.0.1:{cluster_port}", f"tcp://127.0.0.1:{own_port}"
-    manage(tmp_path, "migrate", "--no-input")
+    migrate(tmp_path)
     manage(tmp_path, "settings", "set", "Service.MessengerEndpoint", cluster)
     service = ServiceProcess(tmp_path, PROGET_NODE_NAME=NODE).start(ready=lambda: _accepts(cluster_port))
     pid = service.process.pid

@@ -16,7 +16,7 @@ import pytest
 
 from tests.feeds.builders import wheel
 from tests.feeds.servers import pip_install
-from tests.processes import ServiceProcess, manage, shell, start_daphne, stop, wait_for
+from tests.processes import ServiceProcess, manage, migrate, shell, start_daphne, stop, wait_for
 from tests.web_clients import HOST, Browser
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,7 @@ def _messages(page: str) -> list[str]:
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
-    manage(tmp_path, "migrate", "--no-input")
+    migrate(tmp_path)
     shell(tmp_path, "from django.contrib.auth.models import User; "
                     f"User.objects.create_superuser('admin', 'admin@example.com', {PASSWORD!r})")
     manage(tmp_path, "feeds", "create", FEED)

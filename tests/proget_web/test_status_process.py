@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import ServiceProcess, manage, shell, start_daphne, stop
+from tests.processes import ServiceProcess, migrate, shell, start_daphne, stop
 from tests.web_clients import Browser
 
 pytestmark = pytest.mark.slow
@@ -22,7 +22,7 @@ PAGE_DEADLINE = 2.0
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
-    manage(tmp_path, "migrate", "--no-input")
+    migrate(tmp_path)
     shell(tmp_path, "from django.contrib.auth.models import User; "
                     f"User.objects.create_superuser('admin', 'admin@example.com', {PASSWORD!r})")
     return tmp_path
