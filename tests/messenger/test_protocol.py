@@ -9,7 +9,7 @@ import dataclasses
 import itertools
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from messenger import crypto
@@ -551,8 +551,10 @@ def test_any_altered_frame_is_refused_and_nothing_is_delivered(how, amount, extr
     frame = client.send_request(id=1, type="trigger.nudge", body={"id": 42})
     following = client.send_request(id=2, type="ping", body={})
     mutated = _mutate(frame, how, amount, extra)
-    assert mutated != frame
     data = mutated + following  # the altered frame, then an authentic one
+    # A frame cut short by one byte is whole again when the next frame happens to start with that byte
+    # (its length prefix starts 0x00, the tag ends 0x00 one time in 256): nothing was altered then.
+    assume(not data.startswith(frame))
     delivered = []
     with pytest.raises(RemoteProtocolError) as info:
         for start in range(0, len(data), chunk):
