@@ -40,6 +40,11 @@ class StreamSink(Protocol):
     def end(self, error: BaseException | None) -> None: ...
 
 
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class Link(asyncio.Protocol):
     """One connection of a MessengerClient; `ready` resolves when the handshake completes."""
 
@@ -49,6 +54,9 @@ class Link(asyncio.Protocol):
         self._on_lost = on_lost
         self._transport: asyncio.Transport | None = None
         self.ready: asyncio.Future[None] = self._loop.create_future()
+        # A handshake abandoned at the connect timeout has nobody left to await `ready`; its failure is
+        # kept in `error`, so an unread exception here is not worth asyncio's "never retrieved" report.
+        self.ready.add_done_callback(_retrieve)
         self.closed: asyncio.Future[None] = self._loop.create_future()
         # Done once the client moved on (drain()): no new requests; the link closes when nothing is left on it.
         self.draining: asyncio.Future[None] = self._loop.create_future()

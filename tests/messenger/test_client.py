@@ -6,6 +6,7 @@ Servers here are real MessengerServers (or, where a test needs a misbehaving pee
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import socket
 import threading
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from messenger.client import ClientState, MessengerClient, call
+from messenger.client_link import Link
 from messenger.crypto import RetiredKey
 from messenger.endpoint import Endpoint, parse_endpoint, socket_path
 from messenger.errors import InvalidKey, MessengerUnavailable, RequestTimeout
@@ -134,6 +136,22 @@ def test_timed_out_when_nothing_answers(transport: str, tmp_path: Path) -> None:
 
         run(main())
 
+
+
+def test_a_handshake_abandoned_before_anyone_waits_leaves_no_unread_error() -> None:
+    """The connect timeout can cancel a handshake while the link still waits for its socket."""
+    reports: list[dict] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, context: reports.append(context))
+        link = Link(key=KEY, on_lost=lambda _link: None)
+        link.fail(MessengerUnavailable("timed out connecting to 127.0.0.1:1"))
+        assert link.error is not None and link.ready.done()
+        del link
+        gc.collect()
+
+    run(main())
+    assert reports == []
 
 def test_any_host_needs_a_resolver(tmp_path: Path) -> None:
     async def main() -> None:
