@@ -1,7 +1,8 @@
 """Parsing `Service.MessengerEndpoint`: where the service listens and the web connects.
 
 Pure and strict: a value is one of empty, pipe://NAME, tcp://HOST:PORT or tcp://*:PORT, or it is
-refused with InvalidEndpoint naming the accepted forms; `str(endpoint)` gives the canonical text.
+refused with InvalidEndpoint naming the accepted forms and the part that is wrong; `str(endpoint)` gives
+the canonical text.
 """
 
 import ipaddress
@@ -58,24 +59,24 @@ class Endpoint:
 
 
 def parse_endpoint(text: str, *, allow_port_zero: bool = False) -> Endpoint:
-    """Parse a configured endpoint; empty means pipe://messenger. Raises InvalidEndpoint.
+    """Parse a configured endpoint; empty means pipe://messenger. Raises InvalidEndpoint naming the wrong part.
 
     allow_port_zero lets tests ask for tcp://HOST:0 (bind a free port); configuration never does.
     """
     value = text.strip()
     if not value:
         return Endpoint(kind="pipe", name=DEFAULT_PIPE_NAME)
-    if value.startswith(_PIPE):
-        name = value[len(_PIPE) :]
-        if _PIPE_NAME.fullmatch(name):
-            return Endpoint(kind="pipe", name=name)
-    elif value.startswith(_TCP):
-        endpoint = _parse_tcp(value[len(_TCP) :], allow_port_zero=allow_port_zero)
-        if endpoint is not None:
-            return endpoint
-    raise InvalidEndpoint(
-        f"Service.MessengerEndpoint must be empty, pipe://NAME, tcp://HOST:PORT or tcp://*:PORT (got {_shown(text)})"
-    )
+    try:
+        if value.startswith(_PIPE):
+            return _parse_pipe(value[len(_PIPE) :])
+        if value.startswith(_TCP):
+            return _parse_tcp(value[len(_TCP) :], allow_port_zero=allow_port_zero)
+        raise _Refused("it must start with pipe:// or tcp://")
+    except _Refused as refused:
+        raise InvalidEndpoint(
+            "Service.MessengerEndpoint must be empty, pipe://NAME, tcp://HOST:PORT or tcp://*:PORT "
+            f"(got {_shown(text)}: {refused})"
+        ) from None
 
 
 def socket_path(endpoint: Endpoint, run_dir: Path) -> Path:
@@ -85,19 +86,41 @@ def socket_path(endpoint: Endpoint, run_dir: Path) -> Path:
     return run_dir / f"{endpoint.name}.sock"
 
 
-def _parse_tcp(rest: str, *, allow_port_zero: bool) -> Endpoint | None:
+class _Refused(Exception):
+    """Which part of an endpoint is wrong, in a few words."""
+
+
+def _parse_pipe(name: str) -> Endpoint:
+    if not _PIPE_NAME.fullmatch(name):
+        raise _Refused("the pipe name must be 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'")
+    return Endpoint(kind="pipe", name=name)
+
+
+def _parse_tcp(rest: str, *, allow_port_zero: bool) -> Endpoint:
     if rest.startswith("["):
         address, bracket, port_text = rest[1:].partition("]:")
-        host = _ipv6(address) if bracket else None
-        host_ok = host is not None
+        if not bracket:
+            raise _Refused("an IPv6 address is written [ADDRESS]:PORT")
+        host = _ipv6(address)
+        if host is None:
+            raise _Refused(f"{_shown(address)} is not an IPv6 address")
     else:
-        address, _, port_text = rest.rpartition(":")
+        address, colon, port_text = rest.rpartition(":")
+        if not rest:
+            raise _Refused("the host and port are missing")
+        if not colon:
+            raise _Refused("the port is missing")
+        if not address:
+            raise _Refused("the host is missing")
+        if _ipv6(address) is not None:
+            raise _Refused("an IPv6 address is written [ADDRESS]:PORT")
         host = None if address == _ANY_HOST else _hostname(address)
-        host_ok = address == _ANY_HOST or host is not None
-    port = _port(port_text, allow_zero=allow_port_zero)
-    if not host_ok or port is None:
-        return None
-    return Endpoint(kind="tcp", host=host, port=port)
+        if address != _ANY_HOST and host is None:
+            raise _Refused(f"{_shown(address)} is not a host name, IPv4 address, [IPv6 address] or *")
+    lowest = 0 if allow_port_zero else 1
+    if not _PORT.fullmatch(port_text) or not lowest <= int(port_text) <= _MAX_PORT:
+        raise _Refused(f"the port must be a number from {lowest} to {_MAX_PORT}")
+    return Endpoint(kind="tcp", host=host, port=int(port_text))
 
 
 def _ipv6(text: str) -> str | None:
@@ -120,14 +143,6 @@ def _hostname(text: str) -> str | None:
         except ValueError:
             return None
     return text
-
-
-def _port(text: str, *, allow_zero: bool) -> int | None:
-    if not _PORT.fullmatch(text):
-        return None
-    port = int(text)
-    lowest = 0 if allow_zero else 1
-    return port if lowest <= port <= _MAX_PORT else None
 
 
 def _shown(text: str) -> str:

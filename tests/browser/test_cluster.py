@@ -52,7 +52,7 @@ def test_primary_tag_and_a_node_endpoint_refused_then_cleared(page: Page, stack:
     error = page.locator(".field-error")
     expect(error).to_be_visible()
     expect(error).to_have_attribute("role", "alert")
-    expect(error).to_contain_text(f"tcp://HOST:PORT or tcp://*:PORT (got '{BAD_ENDPOINT}')")
+    expect(error).to_contain_text(f"(got '{BAD_ENDPOINT}': the port must be a number from 1 to 65535)")
     expect(endpoint).to_have_value(BAD_ENDPOINT)
     expect(endpoint).to_have_attribute("aria-invalid", "true")
     expect(page.locator("li.message.success")).to_have_count(0)

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.django_db
 
 URL = "/administration/advanced-settings"
 PAGES = ["/", URL, "/administration/cluster", "/accounts/login/"]
-ENDPOINT_ERROR = "Service.MessengerEndpoint must be empty, pipe://NAME, tcp://HOST:PORT or tcp://*:PORT (got 'x')"
+ENDPOINT_ERROR = ("Service.MessengerEndpoint must be empty, pipe://NAME, tcp://HOST:PORT or tcp://*:PORT "
+                  "(got 'x': it must start with pipe:// or tcp://)")
 
 BAD_VALUES = [
     ("Service.TriggerPollSeconds", "abc", "Service.TriggerPollSeconds must be a whole number"),
