@@ -104,7 +104,9 @@ def feed_reindex(request: HttpRequest, feed: str) -> HttpResponse:
         if outcome.nudged:
             messages.success(request, f"Reindex of {found.name} requested: {outcome.message}")
         else:
-            messages.warning(request, f"Reindex of {found.name}: {outcome.message}")
+            # Tagged with the trigger, so feeds.js can take the banner down once the service has run it.
+            messages.warning(request, f"Reindex of {found.name}: {outcome.message}",
+                             extra_tags=f"queued trigger-{outcome.trigger.id}")
     return redirect("feed-detail", feed=found.name)
 
 

@@ -125,6 +125,7 @@ def test_feed_manager_reindexes_and_watches_it_wait_and_complete_without_reload(
     expect(row.locator(".trigger-state")).to_have_text("pending")
     expect(row.locator("td").nth(1)).to_have_text(MANAGER)
     page.evaluate("window.__samePage = 'still here'")
+    expect(page.locator("li.message.queued")).to_have_count(1)  # still true after the polls so far
 
     stack.service.start()
     expect(field(page, "reindex-state")).to_have_text(DONE, timeout=45_000)  # the service's poll claims it
@@ -132,6 +133,7 @@ def test_feed_manager_reindexes_and_watches_it_wait_and_complete_without_reload(
     expect(row.locator(".trigger-result")).to_have_text(RESULT)
     expect(page.locator("#feed-page")).to_have_attribute("data-active", "false")
     expect(field(page, "progress")).to_be_hidden()
+    expect(page.locator(".messages")).to_have_count(0)  # "queued — not reachable" no longer holds
 
     # The file list, reloaded in place when the run ended: every wheel, under its project, with its metadata.
     files = page.locator("#feed-files tr[data-file]")

@@ -389,7 +389,7 @@ def test_reindex_with_the_service_down_queues_a_pending_trigger_and_says_why(man
     assert message.startswith(f"Reindex of {FEED}: trigger {trigger.id} queued")
     match = QUEUED.search(message)
     assert match and match.group(1)  # the reason is there, whatever the OS calls a missing socket
-    assert 'class="message warning"' in page
+    assert f'class="message queued trigger-{trigger.id} warning"' in page  # feeds.js drops it once the trigger ran
     assert 'data-active="true"' in page  # the page follows the pending trigger
     assert re.search(rf'<tr data-trigger="{trigger.id}">.*?pending.*?manfred', page, re.S)
 

@@ -1,5 +1,6 @@
 /* The feed page: while a reindex of this feed waits or runs, poll its status.json once a second and show the
  * trigger state and Feed Indexing's progress; when it ends, stop polling and reload the feed's file list.
+ * A "queued" banner from the Reindex click goes once the service has taken that trigger.
  * Every text from the server reaches the DOM through textContent, never parsed as markup.
  */
 (function () {
@@ -107,6 +108,18 @@
       });
   }
 
+  // A "queued — the service is not reachable" banner is false once the service has taken its trigger.
+  function dropQueuedBanners(triggers) {
+    triggers.forEach(function (trigger) {
+      if (trigger.state === "pending") { return; }
+      document.querySelectorAll(".messages .queued.trigger-" + Number(trigger.id)).forEach(function (banner) {
+        var list = banner.parentNode;
+        banner.remove();
+        if (!list.children.length) { list.remove(); }
+      });
+    });
+  }
+
   function schedule(ms) {
     window.clearTimeout(timer);
     timer = window.setTimeout(poll, ms);
@@ -127,6 +140,7 @@
         }
         delay = POLL_MS;
         renderTriggers(status.triggers || []);
+        dropQueuedBanners(status.triggers || []);
         renderProgress(status);
         renderService(status);
         setText("reindex-state", describe(status));
