@@ -60,6 +60,10 @@ class RunnerRecord(models.Model):
     last_result = models.CharField(max_length=16, choices=Result.choices, blank=True)
     last_error = models.TextField(blank=True)
     last_message = models.TextField(blank=True)
+    # Set while a run is under way, so a run cut short by a crash is recorded as interrupted at the next start.
+    running_since = models.DateTimeField(null=True, blank=True)
+    running_node = models.CharField(max_length=200, blank=True)
+    running_trigger_id = models.BigIntegerField(null=True, blank=True)  # None: a scheduled run
 
     def __str__(self) -> str:
         return self.name

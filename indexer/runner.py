@@ -22,7 +22,13 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from indexer.models import RunnerRecord
-from indexer.runner_records import runner_paused_set, runner_records_read, runner_run_record
+from indexer.runner_records import (
+    runner_paused_set,
+    runner_records_read,
+    runner_run_begin,
+    runner_run_record,
+    runner_runs_recover_interrupted,
+)
 from indexer.scheduling import is_due, next_run_at, seconds_until_next
 from indexer.triggers import trigger_release, triggers_recover_interrupted
 from proget_web.advanced_settings.selectors import setting_get
@@ -158,6 +164,7 @@ class _Slot:
     last_result: str = ""
     last_error: str = ""
     last_message: str = ""
+    rerun: bool = False  # its scheduled run was cut short by a crash of this node: start it again at once
 
 
 def describe_error(exc: BaseException) -> str:
@@ -259,7 +266,14 @@ class Scheduler:
     async def run_forever(self) -> None:
         """Run due runners until stop(): fail this node's triggers a previous run left running, then loop."""
         await sync_to_async(triggers_recover_interrupted)(node=self.node)
+        interrupted = await sync_to_async(runner_runs_recover_interrupted)(node=self.node)
+        if interrupted:
+            logger.warning("recorded the runs of %s as interrupted: this node stopped during them",
+                           ", ".join(run.runner for run in interrupted))
         await self.load()
+        for run in interrupted:  # a scheduled run starts again at once; a trigger's run is never repeated
+            if run.scheduled and run.runner in self._slots:
+                self._slots[run.runner].rerun = True
         while not self._stopping.is_set():
             self._wake.clear()
             self._start_due()
@@ -312,6 +326,8 @@ class Scheduler:
     def _next_run(self, slot: _Slot, now: datetime) -> datetime | None:
         if slot.task is not None or slot.paused or slot.interval is None:
             return None
+        if slot.rerun:
+            return now
         return next_run_at(last_started_at=slot.last_started_at, interval=slot.interval, now=now)
 
     def _snapshot(self, slot: _Slot) -> RunnerState:
@@ -369,13 +385,13 @@ class Scheduler:
     def _start_due(self) -> None:
         now = self._clock()
         for slot in self._slots.values():
-            if slot.task is None and slot.interval is not None and is_due(
+            if slot.task is None and slot.interval is not None and not slot.paused and (slot.rerun or is_due(
                 last_started_at=slot.last_started_at, interval=slot.interval, now=now, paused=slot.paused
-            ):
+            )):
                 self._launch(slot, target=None, trigger_id=None)
 
     def _launch(self, slot: _Slot, *, target: str | None, trigger_id: int | None) -> None:
-        slot.last_started_at = self._clock()
+        slot.last_started_at, slot.rerun = self._clock(), False
         slot.progress_percent, slot.progress_message = 0.0, "starting"
         task = asyncio.create_task(
             self._execute(slot, target=target, trigger_id=trigger_id), name=f"runner {slot.runner.name}"
@@ -405,6 +421,7 @@ class Scheduler:
             if self._gate is not None:
                 await self._gate(ctx)
             began = True
+            await self._mark_running(slot, trigger_id)
             message = str(await runner.run(ctx))
         except asyncio.CancelledError:
             await finish(ok=False, message="", error=INTERRUPTED_BY_STOP)
@@ -420,6 +437,15 @@ class Scheduler:
         else:
             logger.log(runner.routine_log_level, "task runner %s finished: %s", runner.name, message)
             await finish(ok=True, message=message, error="")
+
+    async def _mark_running(self, slot: _Slot, trigger_id: int | None) -> None:
+        """Record that the run is under way, so a crash during it is recorded at the next start."""
+        try:
+            await sync_to_async(runner_run_begin)(
+                name=slot.runner.name, started_at=slot.last_started_at, node=self.node, trigger_id=trigger_id
+            )
+        except Exception as exc:  # the run itself does not depend on the record
+            logger.warning("could not record the start of %s: %s", slot.runner.name, exc)
 
     async def _requeue(self, trigger_id: int | None) -> None:
         """Put the trigger of a run that never began back to pending: the primary runs it later, still once."""

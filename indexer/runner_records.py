@@ -1,16 +1,18 @@
-"""What the runners keep in the database: reading their records, pausing, and recording a finished run.
+"""What the runners keep in the database: reading their records, pausing, and recording runs.
 
-Recording a run and finishing the trigger that asked for it happen in one transaction.
+A run is marked as under way when it begins; recording it when it ends clears the mark and finishes the
+trigger that asked for it, in one transaction. A mark left by a crash becomes an interrupted run.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
 
 from indexer.models import RunnerRecord
-from indexer.triggers import trigger_finish
+from indexer.triggers import interrupted_reason, trigger_finish
 
 
 def runner_records_read(*, names: Sequence[str]) -> dict[str, RunnerRecord]:
@@ -22,6 +24,32 @@ def runner_records_read(*, names: Sequence[str]) -> dict[str, RunnerRecord]:
 def runner_paused_set(*, name: str, paused: bool) -> None:
     """Persist whether runner `name` is paused."""
     RunnerRecord.objects.update_or_create(name=name, defaults={"paused": paused})
+
+
+def runner_run_begin(*, name: str, started_at: datetime, node: str, trigger_id: int | None) -> None:
+    """Mark runner `name`'s run (for `trigger_id`, or scheduled) as under way on `node` since `started_at`."""
+    RunnerRecord.objects.update_or_create(
+        name=name, defaults={"running_since": started_at, "running_node": node, "running_trigger_id": trigger_id}
+    )
+
+
+@dataclass(frozen=True)
+class InterruptedRun:
+    runner: str
+    scheduled: bool  # False: it ran for a trigger (which is failed, never run again)
+
+
+@transaction.atomic
+def runner_runs_recover_interrupted(*, node: str) -> list[InterruptedRun]:
+    """Record the runs `node` left under way (it stopped without finishing them) as failed, from when they began."""
+    records = list(RunnerRecord.objects.select_for_update().filter(running_node=node, running_since__isnull=False))
+    for record in records:
+        RunnerRecord.objects.filter(name=record.name).update(
+            last_started_at=record.running_since, last_duration=None, last_message="",
+            last_result=RunnerRecord.Result.FAILED, last_error=interrupted_reason(node),
+            running_since=None, running_node="", running_trigger_id=None,
+        )
+    return [InterruptedRun(runner=record.name, scheduled=record.running_trigger_id is None) for record in records]
 
 
 @transaction.atomic
@@ -38,6 +66,9 @@ def runner_run_record(
             "last_result": RunnerRecord.Result.OK if ok else RunnerRecord.Result.FAILED,
             "last_error": error,
             "last_message": message,
+            "running_since": None,
+            "running_node": "",
+            "running_trigger_id": None,
         },
     )
     if trigger_id is not None:

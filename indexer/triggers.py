@@ -27,7 +27,7 @@ class TriggerError(ValueError):
 
 
 def interrupted_reason(node: str) -> str:
-    """Why a trigger left running by `node` was failed."""
+    """Why a trigger or task run left running by `node` was failed."""
     return f"interrupted: service node {node} stopped while it was running"
 
 

@@ -1,7 +1,8 @@
 """SIGKILL of the service node in the middle of a task: the slow test runner, and a feed reindex.
 
-After the restart the interrupted trigger is failed with the reason (never re-run, never left running), the
-runner is not shown running, the next request runs, and the simple API only ever serves fully indexed files.
+After the restart the interrupted trigger and run are failed with the reason (the trigger never re-run,
+never left running), the runner is not shown running, the next request runs, and the simple API only ever
+serves fully indexed files.
 """
 from __future__ import annotations
 
@@ -38,7 +39,15 @@ def _runner_status(data_dir: Path, runner: str) -> tuple[str, str]:
     return state, rest.strip()
 
 
-def test_a_runner_killed_mid_run_fails_its_trigger_with_the_reason_and_the_next_run_works(node: Path) -> None:
+def _run_marks(data_dir: Path) -> list[str]:
+    """When the runs under way began, as the database holds them."""
+    rows = query(data_dir, "SELECT running_since FROM indexer_runnerrecord WHERE running_since IS NOT NULL")
+    return [since for (since,) in rows]
+
+
+def test_a_runner_killed_mid_run_fails_its_trigger_and_run_with_the_reason_and_the_next_run_works(
+    node: Path,
+) -> None:
     data = node
     not_due_yet(data, "Test Slow")
     service = ServiceProcess(data, PROGET_NODE_NAME=NODE, **service_env(data, PROGET_TEST_RUN_SECONDS="60"))
@@ -48,6 +57,7 @@ def test_a_runner_killed_mid_run_fails_its_trigger_with_the_reason_and_the_next_
         wait_for(lambda: bool(runs(data)), what="the slow run to start")
         ((first, state, _),) = trigger_rows(data)
         assert state == "running"
+        (started,) = _run_marks(data)
         service.kill()
         assert trigger_rows(data)[0][1] == "running", "a crash cannot finish anything"
 
@@ -56,7 +66,11 @@ def test_a_runner_killed_mid_run_fails_its_trigger_with_the_reason_and_the_next_
         wait_for(lambda: trigger_rows(data)[0][1] != "running", what="the interrupted trigger to be failed")
         ((_, state, result),) = trigger_rows(data)
         assert (state, result) == ("failed", interrupted_reason(NODE))
-        assert _runner_status(data, "Test Slow")[0] == "idle"
+        # The run itself is on record as interrupted, from when it started, and no longer as under way.
+        state, rest = _runner_status(data, "Test Slow")
+        assert state == "failed" and rest.startswith("last failed "), (state, rest)
+        assert query(data, "SELECT last_started_at, last_result, last_error, running_since FROM indexer_runnerrecord"
+                     " WHERE name = 'Test Slow'") == [(started, "failed", interrupted_reason(NODE), None)]
 
         manage(data, "messenger", "run", "Test Slow")
         wait_for(lambda: [row[1] for row in trigger_rows(data)] == ["failed", "done"], what="the next run")
@@ -64,6 +78,7 @@ def test_a_runner_killed_mid_run_fails_its_trigger_with_the_reason_and_the_next_
         assert runs(data) == Counter({first: 1, second: 1}), "the interrupted trigger was re-run"
         state, rest = _runner_status(data, "Test Slow")
         assert state == "idle" and rest.startswith("last ok "), (state, rest)
+        assert _run_marks(data) == []
     finally:
         service.stop()
 

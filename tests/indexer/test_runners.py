@@ -266,6 +266,57 @@ def test_run_forever_first_fails_the_triggers_this_node_left_running() -> None:
     assert trigger_get(trigger_id=other.id).state == Trigger.State.RUNNING
 
 
+def test_a_run_is_marked_while_under_way_and_run_forever_records_the_runs_this_node_left_as_interrupted() -> None:
+    """A scheduled run cut short by a crash runs again at once; a triggered one is only recorded."""
+    crashed_at = timezone.now() - timedelta(minutes=5)
+    RunnerRecord.objects.create(name="Crashed", last_started_at=crashed_at - timedelta(hours=1), last_result="ok",
+                                last_message="fine", running_since=crashed_at, running_node="n1")
+    RunnerRecord.objects.create(name="Requested", running_since=crashed_at, running_node="n1", running_trigger_id=7)
+    RunnerRecord.objects.create(name="Elsewhere", last_started_at=timezone.now(), last_result="ok",
+                                running_since=crashed_at, running_node="n2")
+    seen_during_run = []
+
+    async def look(ctx: RunContext) -> str:
+        record = await RunnerRecord.objects.aget(name="Probe")
+        seen_during_run.append((record.running_since, record.running_node))
+        return "looked"
+
+    release = asyncio.Event()
+
+    async def held(ctx: RunContext) -> str:
+        await release.wait()
+        return "rerun"
+
+    probe = Probe(body=look)
+    crashed = Probe("Crashed", body=held)
+    requested = Probe("Requested")
+    scheduler = Scheduler([probe, crashed, requested, Probe("Elsewhere")], node="n1")
+
+    async def scenario() -> None:
+        loop = asyncio.create_task(scheduler.run_forever())
+        await until(lambda: scheduler.state("Probe").last_result == "ok")
+        # The interrupted run is on record from when it began, and runs again at once although not due for 55 min.
+        await until(lambda: crashed.runs == 1)
+        stored = await RunnerRecord.objects.aget(name="Crashed")
+        assert (stored.last_started_at, stored.last_result, stored.last_error) == (
+            crashed_at, "failed", "interrupted: service node n1 stopped while it was running",
+        )
+        release.set()
+        await until(lambda: scheduler.state("Crashed").last_message == "rerun")
+        await scheduler.stop(timeout=1)
+        await loop
+
+    run(scenario)
+    # A run for a trigger is recorded too, but not repeated: its trigger is failed with the same reason.
+    assert requested.runs == 0
+    assert (scheduler.state("Requested").state, scheduler.state("Requested").last_started_at) == (
+        State.FAILED, crashed_at,
+    )
+    assert seen_during_run == [(scheduler.state("Probe").last_started_at, "n1")]
+    assert RunnerRecord.objects.get(name="Probe").running_since is None  # cleared when the run was recorded
+    assert RunnerRecord.objects.get(name="Elsewhere").running_node == "n2"  # another node's run: not ours to judge
+
+
 def test_trigger_dispatch_runs_runner_triggers_and_fails_unknown_targets_with_a_reason() -> None:
     ran_recently("Probe", "Feed Indexing")
     ok = trigger_create(kind=Trigger.Kind.RUNNER_RUN, target="Probe", requested_by="bob")
