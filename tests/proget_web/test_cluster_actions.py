@@ -190,7 +190,7 @@ def test_a_removed_web_node_registers_again_with_its_next_beat(client: Client) -
     name = web_node.web_node_name()
     beat = web_node._Beat()  # this web process's registry beat, as its middleware runs it
     beat.run()
-    client.get(CLUSTER)  # the client's middleware beats on its first request, then not for WEB_HEARTBEAT
+    client.get(CLUSTER)  # the client's middleware beats on its first request, then not for an interval
     Node.objects.filter(name=name).update(heartbeat_at=timezone.now() - timedelta(seconds=STALE))
     assert client.post(remove_url(name)).status_code == 302
     assert not Node.objects.filter(name=name).exists()

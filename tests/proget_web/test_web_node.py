@@ -15,8 +15,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def fresh_beat(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test's client gets a middleware chain of its own; make its first request due."""
-    monkeypatch.setattr(web_node, "WEB_HEARTBEAT", 0.0)
+    """Each test's client gets a middleware chain of its own; make every request beat."""
+    monkeypatch.setattr(web_node, "beat_interval", lambda: 0.0)
 
 
 def test_the_first_request_registers_the_web_node_with_the_current_settings_version() -> None:
