@@ -385,7 +385,7 @@ class Scheduler:
     def _start_due(self) -> None:
         now = self._clock()
         for slot in self._slots.values():
-            if slot.task is None and slot.interval is not None and not slot.paused and (slot.rerun or is_due(
+            if slot.task is None and slot.interval is not None and (slot.rerun and not slot.paused or is_due(
                 last_started_at=slot.last_started_at, interval=slot.interval, now=now, paused=slot.paused
             )):
                 self._launch(slot, target=None, trigger_id=None)
