@@ -57,8 +57,8 @@ RUN_SECONDS = "0.005"
 HTTP_WORKERS = 8
 # Reindex POSTs are the expensive path (Django runs sync views one at a time; each writes the trigger, nudges the
 # service over a fresh messenger connection and saves the session's message): one daphne fanning out to 500 viewers
-# answered only ~1.5-2.5 of them per second on the shared 2-core VM (docs/PERFORMANCE.md), so 2% of 50/s = 1/s;
-# the Runs go over the web's long-lived link.
+# answers ~20 of them per second on an idle 2-core VM but only ~1.5-2.5 with other suites running beside it, as in CI
+# (docs/PERFORMANCE.md), so 2% of 50/s = 1/s; the Runs go over the web's long-lived link.
 REINDEX_SHARE = 0.02
 # A click answered later than this counts as an error: a user would have given up (browsers wait longer).
 HTTP_TIMEOUT = 30.0
