@@ -164,7 +164,7 @@ class _Slot:
     last_result: str = ""
     last_error: str = ""
     last_message: str = ""
-    rerun: bool = False  # its scheduled run was cut short by a crash of this node: start it again at once
+    rerun: bool = False  # its scheduled run was cut short by a crash (an earlier term): start it again at once
 
 
 def describe_error(exc: BaseException) -> str:
@@ -264,11 +264,11 @@ class Scheduler:
         await self._refresh_intervals()
 
     async def run_forever(self) -> None:
-        """Run due runners until stop(): fail this node's triggers a previous run left running, then loop."""
+        """Run due runners until stop(): fail what earlier runs left under way, then loop (the primary's term)."""
         await sync_to_async(triggers_recover_interrupted)(node=self.node)
-        interrupted = await sync_to_async(runner_runs_recover_interrupted)(node=self.node)
+        interrupted = await sync_to_async(runner_runs_recover_interrupted)()
         if interrupted:
-            logger.warning("recorded the runs of %s as interrupted: this node stopped during them",
+            logger.warning("recorded the runs of %s as interrupted: their node stopped during them",
                            ", ".join(run.runner for run in interrupted))
         await self.load()
         for run in interrupted:  # a scheduled run starts again at once; a trigger's run is never repeated

@@ -40,13 +40,17 @@ class InterruptedRun:
 
 
 @transaction.atomic
-def runner_runs_recover_interrupted(*, node: str) -> list[InterruptedRun]:
-    """Record the runs `node` left under way (it stopped without finishing them) as failed, from when they began."""
-    records = list(RunnerRecord.objects.select_for_update().filter(running_node=node, running_since__isnull=False))
+def runner_runs_recover_interrupted() -> list[InterruptedRun]:
+    """Record every run still marked under way as failed, from when it began, naming the node that ran it.
+
+    Call it as a primary's term begins, before its first run: only the primary runs tasks, so a mark left
+    then is from an earlier term (this node before a crash, or the primary it took over from).
+    """
+    records = list(RunnerRecord.objects.select_for_update().filter(running_since__isnull=False))
     for record in records:
         RunnerRecord.objects.filter(name=record.name).update(
             last_started_at=record.running_since, last_duration=None, last_message="",
-            last_result=RunnerRecord.Result.FAILED, last_error=interrupted_reason(node),
+            last_result=RunnerRecord.Result.FAILED, last_error=interrupted_reason(record.running_node),
             running_since=None, running_node="", running_trigger_id=None,
         )
     return [InterruptedRun(runner=record.name, scheduled=record.running_trigger_id is None) for record in records]

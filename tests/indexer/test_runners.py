@@ -266,14 +266,13 @@ def test_run_forever_first_fails_the_triggers_this_node_left_running() -> None:
     assert trigger_get(trigger_id=other.id).state == Trigger.State.RUNNING
 
 
-def test_a_run_is_marked_while_under_way_and_run_forever_records_the_runs_this_node_left_as_interrupted() -> None:
+def test_a_run_is_marked_while_under_way_and_run_forever_records_the_runs_earlier_terms_left_as_interrupted() -> None:
     """A scheduled run cut short by a crash runs again at once; a triggered one is only recorded."""
     crashed_at = timezone.now() - timedelta(minutes=5)
     RunnerRecord.objects.create(name="Crashed", last_started_at=crashed_at - timedelta(hours=1), last_result="ok",
                                 last_message="fine", running_since=crashed_at, running_node="n1")
     RunnerRecord.objects.create(name="Requested", running_since=crashed_at, running_node="n1", running_trigger_id=7)
-    RunnerRecord.objects.create(name="Elsewhere", last_started_at=timezone.now(), last_result="ok",
-                                running_since=crashed_at, running_node="n2")
+    RunnerRecord.objects.create(name="Elsewhere", running_since=crashed_at, running_node="n2", running_trigger_id=8)
     seen_during_run = []
 
     async def look(ctx: RunContext) -> str:
@@ -314,7 +313,11 @@ def test_a_run_is_marked_while_under_way_and_run_forever_records_the_runs_this_n
     )
     assert seen_during_run == [(scheduler.state("Probe").last_started_at, "n1")]
     assert RunnerRecord.objects.get(name="Probe").running_since is None  # cleared when the run was recorded
-    assert RunnerRecord.objects.get(name="Elsewhere").running_node == "n2"  # another node's run: not ours to judge
+    # The primary it took over from: recorded too, with that node's name (only the primary runs tasks).
+    elsewhere = RunnerRecord.objects.get(name="Elsewhere")
+    assert (elsewhere.last_started_at, elsewhere.last_error, elsewhere.running_node) == (
+        crashed_at, "interrupted: service node n2 stopped while it was running", "",
+    )
 
 
 def test_trigger_dispatch_runs_runner_triggers_and_fails_unknown_targets_with_a_reason() -> None:
