@@ -57,7 +57,6 @@ class _Beat:
         """Record this process in the registry; returns the seconds until the next beat."""
         name = web_node_name()
         interval = FALLBACK_INTERVAL
-        close_old_connections()  # outside a request nothing else drops a connection a database restart broke
         try:
             interval = beat_interval()
             fingerprint = messenger_key_state().fingerprint  # never generates the key: a GET changes no setting
@@ -83,13 +82,17 @@ class _Beat:
                 self._beat_forever(), name="web node heartbeat", context=contextvars.Context()
             )
 
+    def _run_outside_requests(self) -> float:
+        close_old_connections()  # no request cycle here to drop a connection that a database restart broke
+        return self.run()
+
     async def _beat_forever(self) -> None:
         # One thread of its own, so the beat holds one database connection, and never waits behind a view.
         thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="web-node-heartbeat")
         loop = asyncio.get_running_loop()
         while True:
             try:
-                interval = await loop.run_in_executor(thread, self.run)
+                interval = await loop.run_in_executor(thread, self._run_outside_requests)
             except Exception:  # never let the beat die: the node would look stale while it serves
                 logger.exception("web node heartbeat failed")
                 interval = FALLBACK_INTERVAL
