@@ -25,7 +25,7 @@ import pytest
 from indexer.service import SETTINGS_POLL_SECONDS
 from proget_web.unavailable import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS
 from tests.faults.support import ADMIN, FEED, PASSWORD, node_prepare, trigger_rows
-from tests.processes import ServiceProcess, start_daphne, stop, wait_for
+from tests.processes import ServiceProcess, manage, start_daphne, stop, wait_for
 from tests.web_clients import HOST, Browser
 
 pytestmark = pytest.mark.slow
@@ -195,11 +195,18 @@ def test_an_unreachable_postgresql_gets_503s_with_the_reason_and_everything_reco
     tmp_path: Path, pg_database_url: str, proxy: CuttableProxy,
 ) -> None:
     env = {"DATABASE_URL": _through(pg_database_url, proxy)}
-    with _nodes(node_prepare(tmp_path, **env), **env) as (browser, service):
+    node_prepare(tmp_path, **env)
+    manage(tmp_path, "settings", "set", "Runners.ServiceHeartbeat.IntervalSeconds", "1", **env)
+    with _nodes(tmp_path, **env) as (browser, service):
         _cut_while_requesting(browser, proxy)
         assert service.process.poll() is None, "the service node died of the outage"
         wait_for(lambda: [state for _, state in _pg_triggers(pg_database_url)] == ["done"], timeout=30,
                  what="exactly one trigger (the one accepted) to run")
+        # The web node's background beat got its connection back on its own: it beats again, no request needed.
+        with psycopg.connect(pg_database_url, autocommit=True) as db:
+            restored = db.execute("SELECT now()").fetchone()[0]
+            beat = "SELECT heartbeat_at FROM indexer_node WHERE kind = 'web'"
+            wait_for(lambda: db.execute(beat).fetchone()[0] > restored, timeout=10, what="the web node to beat again")
 
 
 def _cut_while_requesting(browser: Browser, proxy: CuttableProxy) -> None:
