@@ -421,7 +421,9 @@ class Scheduler:
             if self._gate is not None:
                 await self._gate(ctx)
             began = True
-            await self._mark_running(slot, trigger_id)
+            # Beside the run, not before it: the start does not wait for a database write. The finish waits for
+            # it, so the record clears the mark and never the other way round.
+            finish = functools.partial(finish, marking=asyncio.create_task(self._mark_running(slot, trigger_id)))
             message = str(await runner.run(ctx))
         except asyncio.CancelledError:
             await finish(ok=False, message="", error=INTERRUPTED_BY_STOP)
@@ -458,7 +460,8 @@ class Scheduler:
             logger.exception("could not put trigger %s back to pending", trigger_id)
 
     async def _finish(
-        self, slot: _Slot, *, begun: float, ok: bool, message: str, error: str, trigger_id: int | None
+        self, slot: _Slot, *, begun: float, ok: bool, message: str, error: str, trigger_id: int | None,
+        marking: asyncio.Task | None = None,
     ) -> None:
         slot.task = None
         slot.progress_percent, slot.progress_message = None, ""
@@ -467,6 +470,8 @@ class Scheduler:
         slot.last_error, slot.last_message = error, message
         self._notify(slot)
         self._wake.set()
+        if marking is not None:
+            await marking
         try:
             await sync_to_async(runner_run_record)(
                 name=slot.runner.name, started_at=slot.last_started_at, duration=slot.last_duration, ok=ok,

@@ -57,6 +57,7 @@ def test_a_runner_killed_mid_run_fails_its_trigger_and_run_with_the_reason_and_t
         wait_for(lambda: bool(runs(data)), what="the slow run to start")
         ((first, state, _),) = trigger_rows(data)
         assert state == "running"
+        wait_for(lambda: bool(_run_marks(data)), what="the run's mark (written beside the run)")
         (started,) = _run_marks(data)
         service.kill()
         assert trigger_rows(data)[0][1] == "running", "a crash cannot finish anything"

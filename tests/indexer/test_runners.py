@@ -273,14 +273,16 @@ def test_a_run_is_marked_while_under_way_and_run_forever_records_the_runs_earlie
                                 last_message="fine", running_since=crashed_at, running_node="n1")
     RunnerRecord.objects.create(name="Requested", running_since=crashed_at, running_node="n1", running_trigger_id=7)
     RunnerRecord.objects.create(name="Elsewhere", running_since=crashed_at, running_node="n2", running_trigger_id=8)
-    seen_during_run = []
+    marks_seen = []
+    release = asyncio.Event()
 
     async def look(ctx: RunContext) -> str:
-        record = await RunnerRecord.objects.aget(name="Probe")
-        seen_during_run.append((record.running_since, record.running_node))
+        """Hold the run until its mark is in the database (it is written beside the run, not before it)."""
+        while not (marks := [mark async for mark in RunnerRecord.objects.filter(
+                name="Probe", running_since__isnull=False).values_list("running_since", "running_node")]):
+            await asyncio.sleep(0.01)
+        marks_seen.extend(marks)
         return "looked"
-
-    release = asyncio.Event()
 
     async def held(ctx: RunContext) -> str:
         await release.wait()
@@ -311,7 +313,7 @@ def test_a_run_is_marked_while_under_way_and_run_forever_records_the_runs_earlie
     assert (scheduler.state("Requested").state, scheduler.state("Requested").last_started_at) == (
         State.FAILED, crashed_at,
     )
-    assert seen_during_run == [(scheduler.state("Probe").last_started_at, "n1")]
+    assert marks_seen == [(scheduler.state("Probe").last_started_at, "n1")]
     assert RunnerRecord.objects.get(name="Probe").running_since is None  # cleared when the run was recorded
     # The primary it took over from: recorded too, with that node's name (only the primary runs tasks).
     elsewhere = RunnerRecord.objects.get(name="Elsewhere")
