@@ -165,7 +165,7 @@ class Harness:
         await self.server.start(self.config.endpoint, run_dir=self.config.run_dir)
 
     async def viewer(self, session: str | None, *, expect_snapshot: bool = True) -> Viewer:
-        headers = [(b"origin", b"http://localhost")]
+        headers = [(b"host", b"localhost"), (b"origin", b"http://localhost")]
         if session is not None:
             headers.append((b"cookie", f"sessionid={session}".encode()))
         communicator = Viewer(application, SOCKET, headers=headers)
