@@ -1,5 +1,6 @@
 """The Service Status page in a real browser: live runners, progress and log over the page's WebSocket, log text
-rendered inertly, and the page following the service through a stop and a start without a reload."""
+rendered inertly, the page following the service through a stop and a start without a reload, and the page
+going dead when its session logs out in another tab."""
 from __future__ import annotations
 
 import re
@@ -139,3 +140,15 @@ def test_the_page_follows_the_service_through_a_stop_and_a_start(page: Page, sta
     expect(runner_row(page, CLEANUP)).to_have_count(1)
     assert page.evaluate("window.__samePage") == "still here"
     assert navigations == [], f"the page navigated: {navigations}"
+
+
+def test_logging_out_in_another_tab_ends_the_live_page(page: Page, stack: Stack) -> None:
+    open_status(page, stack)
+    other_tab = page.context.new_page()
+    other_tab.goto(f"{stack.url}/")
+    with other_tab.expect_navigation():
+        other_tab.get_by_role("button", name="Log out").click()
+    # The socket was closed with 4403: the page says so and stops retrying; its buttons reach nothing.
+    expect(field(page, "page-state")).to_have_text("signed out or no permission — reload the page")
+    runner_row(page, CLEANUP).get_by_role("button", name="Run").click()
+    expect(field(page, "action-result")).to_contain_text("not connected to the web server")
