@@ -106,7 +106,7 @@ class ServiceStatusConsumer(AsyncJsonWebsocketConsumer):
     can_control = False
     session_key = ""
     _lifetime: asyncio.TimerHandle | None = None
-    _closing: asyncio.Task | None = None
+    _closing: asyncio.Task | None = None  # held so the closing task is not garbage-collected half-way
 
     async def connect(self) -> None:
         can_view, can_control = await _user_permissions(self.scope.get("user"))
@@ -172,6 +172,8 @@ class ServiceStatusConsumer(AsyncJsonWebsocketConsumer):
             return
         action = message["action"]
         can_view, self.can_control = await _session_permissions(self.session_key)
+        if self.link is None:  # closed while the session was read (a logout, the lifetime)
+            return
         if not can_view:
             logger.warning("status page: refused %s by %s: signed out or no longer allowed to view", action,
                            self.scope["user"])
