@@ -4,8 +4,8 @@ Guarantees: only users with view_service_status get in (others are closed with C
 with control_service can run, pause, resume or restart, checked again for every action against the session
 and the user as they are now (a socket whose session ended or whose user lost view_service_status is closed
 with CLOSE_FORBIDDEN); logging out closes the session's sockets in this process; no socket lives longer than
-SOCKET_LIFETIME_SECONDS; any malformed message gets an error reply, never an exception; replies to actions go
-to the viewer who asked, nobody else.
+settings.STATUS_SOCKET_LIFETIME_SECONDS (then CLOSE_EXPIRED); any malformed message gets an error reply, never
+an exception; replies to actions go to the viewer who asked, nobody else.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from messenger.errors import MessengerError, MessengerUnavailable, RemoteError
 from proget_web.session_sockets import session_socket_add, session_socket_remove, session_user
@@ -31,11 +32,6 @@ CONTROL_PERMISSION = "administration.control_service"
 CLOSE_FORBIDDEN = 4403
 # Close code for "this socket's lifetime is over": the page reconnects (408 echoes HTTP's Request Timeout).
 CLOSE_EXPIRED = 4408
-# A socket is closed with CLOSE_EXPIRED after this long, and the page reconnects (one snapshot, a new check in
-# connect). Control actions are checked on every message anyway; this bounds how long a page whose session
-# ended in another web process keeps receiving the live log. An hour: a page left open all day reconnects a
-# handful of times, each costing one snapshot.
-SOCKET_LIFETIME_SECONDS = 3600.0
 # A client message is a small JSON object; anything bigger is refused before parsing.
 MAX_MESSAGE_BYTES = 4096
 # Runner names are short display names ("Feed Indexing"); a longer one is a malformed message.
@@ -118,8 +114,8 @@ class ServiceStatusConsumer(AsyncJsonWebsocketConsumer):
         self.session_key = self.scope["session"].session_key  # a signed-in user always has one
         session_socket_add(session_key=self.session_key, socket=self,
                            on_end=functools.partial(self._close_soon, CLOSE_FORBIDDEN))
-        self._lifetime = asyncio.get_running_loop().call_later(SOCKET_LIFETIME_SECONDS, self._close_soon,
-                                                               CLOSE_EXPIRED)
+        self._lifetime = asyncio.get_running_loop().call_later(settings.STATUS_SOCKET_LIFETIME_SECONDS,
+                                                               self._close_soon, CLOSE_EXPIRED)
         self.link = service_link()
         self.link.join(self)
         await self.send_json({"type": MSG_SNAPSHOT, **self.link.view(), "canControl": can_control})

@@ -24,9 +24,8 @@ from messenger.config import messenger_settings
 from messenger.server import MessengerServer, RequestContext
 from proget_web.advanced_settings.services import setting_set
 from proget_web.asgi import application
-from proget_web.status import consumers
 from proget_web.status import link as status_link
-from proget_web.status.consumers import CLOSE_FORBIDDEN
+from proget_web.status.consumers import CLOSE_EXPIRED, CLOSE_FORBIDDEN
 from proget_web.status.link import service_link
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -528,13 +527,13 @@ def test_logout_closes_the_sockets_of_that_session_at_once(messenger_config: Any
 
 
 def test_a_socket_ends_after_its_lifetime_and_the_page_can_reconnect(messenger_config: Any, admin_session: str,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(consumers, "SOCKET_LIFETIME_SECONDS", 0.5)
+                                                                     settings: Any) -> None:
+    settings.STATUS_SOCKET_LIFETIME_SECONDS = 0.5
 
     async def main() -> None:
         async with harness(messenger_config) as h:
             viewer = await h.viewer(admin_session)
-            assert await closed_with(viewer) == consumers.CLOSE_EXPIRED
+            assert await closed_with(viewer) == CLOSE_EXPIRED
             assert status_viewers() == 0
             again = await h.viewer(admin_session)
             await again.send_json_to({"action": "pause", "runner": RUNNER})
