@@ -113,6 +113,10 @@ if os.environ.get("REDIS_URL"):
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# A live page's WebSocket is closed after this many seconds and the page reconnects (fresh snapshot, fresh
+# session check). Actions are checked per message anyway; this bounds how long a page whose session ended in
+# another web process keeps streaming. An hour: a page open all day reconnects a handful of times.
+STATUS_SOCKET_LIFETIME_SECONDS = float(os.environ.get("PROGET_STATUS_SOCKET_LIFETIME_SECONDS") or 3600)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,19 +1,26 @@
 """The Service Status page's WebSocket: one viewer of this process's ServiceLink, and the viewer's actions.
 
 Guarantees: only users with view_service_status get in (others are closed with CLOSE_FORBIDDEN); only those
-with control_service can run, pause, resume or restart; any malformed message gets an error reply, never an
-exception; replies to actions go to the viewer who asked, nobody else.
+with control_service can run, pause, resume or restart, checked again for every action against the session
+and the user as they are now (a socket whose session ended or whose user lost view_service_status is closed
+with CLOSE_FORBIDDEN); logging out closes the session's sockets in this process; no socket lives longer than
+settings.STATUS_SOCKET_LIFETIME_SECONDS (then CLOSE_EXPIRED); any malformed message gets an error reply, never
+an exception; replies to actions go to the viewer who asked, nobody else.
 """
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from messenger.errors import MessengerError, MessengerUnavailable, RemoteError
+from proget_web.session_sockets import session_socket_add, session_socket_remove, session_user
 from proget_web.status.link import EVENT_SNAPSHOT, ServiceLink, service_link
 
 logger = logging.getLogger(__name__)
@@ -23,6 +30,8 @@ CONTROL_PERMISSION = "administration.control_service"
 
 # WebSocket close code for "not signed in or no permission" (4000-4999 are the application's; 403 echoes HTTP).
 CLOSE_FORBIDDEN = 4403
+# Close code for "this socket's lifetime is over": the page reconnects (408 echoes HTTP's Request Timeout).
+CLOSE_EXPIRED = 4408
 # A client message is a small JSON object; anything bigger is refused before parsing.
 MAX_MESSAGE_BYTES = 4096
 # Runner names are short display names ("Feed Indexing"); a longer one is a malformed message.
@@ -42,12 +51,20 @@ MSG_REPLY = "reply"  # {"action", "runner"?, "id"?, "result": {...}}
 MSG_ERROR = "error"  # {"action"?, "runner"?, "id"?, "message": "..."}
 
 
-@database_sync_to_async
-def _user_permissions(user: Any) -> tuple[bool, bool]:
-    """(may view, may control) for the scope's user; anonymous and inactive users may do neither."""
+def _permissions(user: Any) -> tuple[bool, bool]:
+    """(may view, may control) for `user`; anonymous and inactive users may do neither."""
     if user is None or not user.is_authenticated or not user.is_active:
         return False, False
     return user.has_perm(VIEW_PERMISSION), user.has_perm(CONTROL_PERMISSION)
+
+
+_user_permissions = database_sync_to_async(_permissions)
+
+
+@database_sync_to_async
+def _session_permissions(session_key: str) -> tuple[bool, bool]:
+    """(may view, may control) for the user the session stands for now, read again from the database."""
+    return _permissions(session_user(session_key))
 
 
 class ActionError(ValueError):
@@ -83,6 +100,9 @@ class ServiceStatusConsumer(AsyncJsonWebsocketConsumer):
     channel_layer_alias = None
     link: ServiceLink | None = None
     can_control = False
+    session_key = ""
+    _lifetime: asyncio.TimerHandle | None = None
+    _closing: asyncio.Task | None = None  # held so the closing task is not garbage-collected half-way
 
     async def connect(self) -> None:
         can_view, can_control = await _user_permissions(self.scope.get("user"))
@@ -91,14 +111,36 @@ class ServiceStatusConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)  # accepted first so the page can tell why and stop retrying
             return
         self.can_control = can_control
+        self.session_key = self.scope["session"].session_key  # a signed-in user always has one
+        session_socket_add(session_key=self.session_key, socket=self,
+                           on_end=functools.partial(self._close_soon, CLOSE_FORBIDDEN))
+        self._lifetime = asyncio.get_running_loop().call_later(settings.STATUS_SOCKET_LIFETIME_SECONDS,
+                                                               self._close_soon, CLOSE_EXPIRED)
         self.link = service_link()
         self.link.join(self)
         await self.send_json({"type": MSG_SNAPSHOT, **self.link.view(), "canControl": can_control})
 
     async def disconnect(self, code: int) -> None:
+        self._leave()
+
+    def _leave(self) -> None:
+        """Stop the events, the lifetime timer and the logout registration (idempotent)."""
+        if self._lifetime is not None:
+            self._lifetime.cancel()
+            self._lifetime = None
+        session_socket_remove(session_key=self.session_key, socket=self)
         link, self.link = self.link, None
         if link is not None:
             link.leave(self)
+
+    async def _close_with(self, code: int) -> None:
+        self._leave()
+        await self.close(code=code)
+
+    def _close_soon(self, code: int) -> None:
+        """Close from a callback on this loop (logout, lifetime over); nothing if already closing."""
+        if self.link is not None:
+            self._closing = asyncio.ensure_future(self._close_with(code))
 
     # --- browser -> server ---
 
@@ -125,6 +167,15 @@ class ServiceStatusConsumer(AsyncJsonWebsocketConsumer):
             await self._error(str(exc), content)
             return
         action = message["action"]
+        can_view, self.can_control = await _session_permissions(self.session_key)
+        if self.link is None:  # closed while the session was read (a logout, the lifetime)
+            return
+        if not can_view:
+            logger.warning("status page: refused %s by %s: signed out or no longer allowed to view", action,
+                           self.scope["user"])
+            await self._error("signed out, or no longer allowed to view the service status", message)
+            await self._close_with(CLOSE_FORBIDDEN)
+            return
         if action in CONTROL_ACTIONS and not self.can_control:
             await self._error("you do not have permission to control the service", message)
             return

@@ -1,14 +1,16 @@
 """The Service Status page in a real browser: live runners, progress and log over the page's WebSocket, log text
-rendered inertly, and the page following the service through a stop and a start without a reload."""
+rendered inertly, the page following the service through a stop and a start without a reload, reconnecting
+when its socket's lifetime is over, and going dead when its session logs out in another tab."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.browser.conftest import ROOT, Stack, expect, login, screenshot
-from tests.processes import manage
+from tests.processes import manage, start_daphne, stop
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -139,3 +141,31 @@ def test_the_page_follows_the_service_through_a_stop_and_a_start(page: Page, sta
     expect(runner_row(page, CLEANUP)).to_have_count(1)
     assert page.evaluate("window.__samePage") == "still here"
     assert navigations == [], f"the page navigated: {navigations}"
+
+
+def test_logging_out_in_another_tab_ends_the_live_page(page: Page, stack: Stack) -> None:
+    open_status(page, stack)
+    other_tab = page.context.new_page()
+    other_tab.goto(f"{stack.url}/")
+    with other_tab.expect_navigation():
+        other_tab.get_by_role("button", name="Log out").click()
+    # The socket was closed with 4403: the page says so and stops retrying; its buttons reach nothing.
+    expect(field(page, "page-state")).to_have_text("signed out or no permission — reload the page")
+    runner_row(page, CLEANUP).get_by_role("button", name="Run").click()
+    expect(field(page, "action-result")).to_contain_text("not connected to the web server")
+
+
+def test_the_page_reconnects_when_its_sockets_lifetime_is_over(page: Page, stack: Stack) -> None:
+    """A second web node on the same data dir whose sockets live 2 s: the page reconnects by itself and stays live."""
+    web, port = start_daphne(stack.data_dir, log=stack.data_dir / "daphne-short-sockets.log",
+                             PROGET_NODE_NAME="browser-web-short-sockets", PROGET_STATUS_SOCKET_LIFETIME_SECONDS="2")
+    try:
+        open_status(page, dataclasses.replace(stack, web=web, port=port))
+        for _ in range(2):  # two lifetimes over, two new sockets
+            with page.expect_websocket(timeout=10_000):
+                pass
+        expect(field(page, "page-state")).to_have_text("live")
+        runner_row(page, CLEANUP).get_by_role("button", name="Run").click()
+        expect(field(page, "action-result")).to_have_class(re.compile(r"\bok\b"))
+    finally:
+        stop(web)

@@ -13,16 +13,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, Permission, User
+from django.contrib.sessions.models import Session
 from django.test import Client
+from django.utils import timezone
 
 from messenger.config import messenger_settings
 from messenger.server import MessengerServer, RequestContext
 from proget_web.advanced_settings.services import setting_set
 from proget_web.asgi import application
 from proget_web.status import link as status_link
-from proget_web.status.consumers import CLOSE_FORBIDDEN
+from proget_web.status.consumers import CLOSE_EXPIRED, CLOSE_FORBIDDEN
 from proget_web.status.link import service_link
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -165,7 +168,7 @@ class Harness:
         await self.server.start(self.config.endpoint, run_dir=self.config.run_dir)
 
     async def viewer(self, session: str | None, *, expect_snapshot: bool = True) -> Viewer:
-        headers = [(b"origin", b"http://localhost")]
+        headers = [(b"host", b"localhost"), (b"origin", b"http://localhost")]
         if session is not None:
             headers.append((b"cookie", f"sessionid={session}".encode()))
         communicator = Viewer(application, SOCKET, headers=headers)
@@ -188,6 +191,18 @@ async def until(communicator: WebsocketCommunicator, predicate: Callable[[dict],
         message = await communicator.receive_json_from(timeout=remaining)
         if predicate(message):
             return message
+
+
+async def closed_with(communicator: WebsocketCommunicator, timeout: float = 5.0) -> int:
+    """Skip messages until the server closes the socket; its close code."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        remaining = deadline - loop.time()
+        assert remaining > 0, "the socket was not closed"
+        output = await communicator.receive_output(timeout=remaining)
+        if output["type"] == "websocket.close":
+            return output["code"]
 
 
 async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -221,12 +236,15 @@ def messenger_config() -> Any:
     return messenger_settings()
 
 
-def session_for(user: User | None) -> str | None:
-    if user is None:
-        return None
+def signed_in(user: User) -> tuple[Client, str]:
+    """A browser signed in as `user`, and its session key."""
     client = Client()
     client.force_login(user)
-    return client.cookies["sessionid"].value
+    return client, client.cookies["sessionid"].value
+
+
+def session_for(user: User | None) -> str | None:
+    return None if user is None else signed_in(user)[1]
 
 
 def make_user(name: str, *perms: str, superuser: bool = False) -> User:
@@ -423,6 +441,103 @@ def test_control_actions_reach_the_service_and_answer_only_the_asker(messenger_c
             while not await bystander.receive_nothing(timeout=0.05):
                 message = await bystander.receive_json_from()
                 assert message["type"] not in ("reply", "error"), "answers go to the asker only"
+
+    run(main())
+
+
+# --- rights are checked again for every action, and sockets end with the session ---
+
+
+def permission(codename: str) -> Permission:
+    return Permission.objects.get(content_type__app_label="administration", codename=codename)
+
+
+def lose_the_right_to_view(how: str, user: User, session: str) -> None:
+    if how == "signed out in another web process":  # its logout deletes the session row; no signal reaches us
+        Session.objects.filter(session_key=session).delete()
+    elif how == "session expired":
+        Session.objects.filter(session_key=session).update(expire_date=timezone.now() - timezone.timedelta(seconds=1))
+    elif how == "password changed":  # the session's auth hash no longer matches, as after a password reset
+        user.set_password("another-pw")
+        user.save()
+    elif how == "deactivated":
+        User.objects.filter(pk=user.pk).update(is_active=False)
+    else:
+        user.user_permissions.remove(permission("view_service_status"))
+
+
+@pytest.mark.parametrize("how", ["signed out in another web process", "session expired", "password changed",
+                                 "deactivated", "view_service_status removed"])
+def test_a_control_action_after_the_right_to_view_ended_is_refused_and_the_socket_closed(
+        messenger_config: Any, how: str) -> None:
+    user = make_user("operator", "view_service_status", "control_service")
+    session = session_for(user)
+
+    async def main() -> None:
+        async with harness(messenger_config) as h:
+            viewer = await h.viewer(session)
+            await sync_to_async(lose_the_right_to_view)(how, user, session)
+            await viewer.send_json_to({"action": "run", "runner": RUNNER, "id": 3})
+            error = await until(viewer, lambda m: m["type"] in ("reply", "error"))
+            assert error["type"] == "error" and error["id"] == 3
+            assert await closed_with(viewer) == CLOSE_FORBIDDEN
+            assert h.service.requests == []
+            assert status_viewers() == 0
+
+    run(main())
+
+
+def test_a_control_action_after_control_service_was_removed_is_refused(messenger_config: Any) -> None:
+    user = make_user("operator", "view_service_status", "control_service")
+    session = session_for(user)
+
+    async def main() -> None:
+        async with harness(messenger_config) as h:
+            viewer = await h.viewer(session)
+            await sync_to_async(lambda: user.user_permissions.remove(permission("control_service")))()
+            for attempt in ({"action": "pause", "runner": RUNNER}, {"action": "restart"}):
+                await viewer.send_json_to(attempt)
+                reply = await until(viewer, lambda m: m["type"] in ("reply", "error"))
+                assert reply["type"] == "error" and "permission" in reply["message"]
+            assert h.service.requests == []
+            await viewer.send_json_to({"action": "reconnect"})  # still a viewer: the page stays live
+            assert (await until(viewer, lambda m: m["type"] in ("reply", "error")))["type"] == "reply"
+
+    run(main())
+
+
+def test_logout_closes_the_sockets_of_that_session_at_once(messenger_config: Any) -> None:
+    user = make_user("operator", "view_service_status", "control_service")
+    browser, session = signed_in(user)
+    other_browser = session_for(user)
+
+    async def main() -> None:
+        async with harness(messenger_config) as h:
+            tabs = [await h.viewer(session), await h.viewer(session)]
+            elsewhere = await h.viewer(other_browser)
+            response = await sync_to_async(browser.post)("/accounts/logout/")
+            assert response.status_code == 302
+            for tab in tabs:
+                assert await closed_with(tab) == CLOSE_FORBIDDEN
+            assert status_viewers() == 1
+            await elsewhere.send_json_to({"action": "reconnect"})  # the user's other browser is still signed in
+            assert (await until(elsewhere, lambda m: m["type"] in ("reply", "error")))["type"] == "reply"
+
+    run(main())
+
+
+def test_a_socket_ends_after_its_lifetime_and_the_page_can_reconnect(messenger_config: Any, admin_session: str,
+                                                                     settings: Any) -> None:
+    settings.STATUS_SOCKET_LIFETIME_SECONDS = 0.5
+
+    async def main() -> None:
+        async with harness(messenger_config) as h:
+            viewer = await h.viewer(admin_session)
+            assert await closed_with(viewer) == CLOSE_EXPIRED
+            assert status_viewers() == 0
+            again = await h.viewer(admin_session)
+            await again.send_json_to({"action": "pause", "runner": RUNNER})
+            assert (await until(again, lambda m: m["type"] in ("reply", "error")))["type"] == "reply"
 
     run(main())
 

@@ -383,6 +383,8 @@
         renderSummary();
         return;  // retrying cannot help
       }
+      // Any other close reconnects: a web node restart, or the socket's lifetime being over (4408, after
+      // PROGET_STATUS_SOCKET_LIFETIME_SECONDS); the new socket's snapshot replaces the whole page state.
       pageProblem = "page reconnecting…";
       renderSummary();
       var delay = Math.random() * retryMs;
