@@ -2,6 +2,7 @@
 its own user: a socket planted by another local user never sees the handshake, let alone a request."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import select
@@ -17,7 +18,7 @@ from messenger.client import MessengerClient
 from messenger.endpoint import parse_endpoint
 from messenger.errors import MessengerUnavailable
 from messenger.local_socket import peer_refusal
-from tests.messenger.support import KEY, run
+from tests.messenger.support import KEY, TEST_DEADLINE
 
 ENDPOINT = parse_endpoint("pipe://planted")
 OTHER_UID = 65534  # nobody
@@ -72,7 +73,9 @@ def listener_run_by(uid: int, run_dir: Path) -> Iterator[list[int]]:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="listening as another user needs root")
-def test_a_socket_of_another_user_is_refused_before_the_handshake() -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_socket_of_another_user_is_refused_before_the_handshake(loop: str) -> None:
+    runner = asyncio.run if loop == "asyncio" else pytest.importorskip("uvloop").run
     run_dir = Path(tempfile.mkdtemp(prefix="proget-planted-"))  # not under tmp_path: `nobody` must reach it
     os.chown(run_dir, OTHER_UID, OTHER_UID)
     try:
@@ -86,7 +89,7 @@ def test_a_socket_of_another_user_is_refused_before_the_handshake() -> None:
                     await client.close()
 
             with pytest.raises(MessengerUnavailable, match=f"uid {OTHER_UID}") as refused:
-                run(main())
+                runner(asyncio.wait_for(main(), TEST_DEADLINE))
         assert received == [0], "the client sent bytes to a socket another user listens on"
         assert str(os.geteuid()) in str(refused.value)
     finally:
