@@ -14,7 +14,7 @@ from api.keys import api_key_create
 from messenger.config import KEY_SETTING
 from messenger.crypto import KEY_BYTES, generate_key
 from messenger.key_strength import weak_key_reason
-from proget_web.advanced_settings.models import SettingChange, SettingValue
+from proget_web.advanced_settings.models import RetiredValue, SettingChange, SettingValue
 from proget_web.advanced_settings.registry import SettingValueError
 from proget_web.advanced_settings.selectors import settings_version
 from proget_web.advanced_settings.services import setting_set
@@ -113,3 +113,10 @@ def test_core_refuses_an_empty_key(stored_key: str) -> None:
     with pytest.raises(SettingValueError, match=EMPTY_MESSAGE):
         setting_set(name=KEY_SETTING, value="", actor="t", source="test")
     assert SettingValue.objects.get(name=KEY_SETTING).value == stored_key
+
+
+def test_a_weak_key_stored_before_the_check_is_replaced_without_grace() -> None:
+    """A guessable key is as good as leaked: replacing it does not keep it for the rotation's grace."""
+    SettingValue.objects.create(name=KEY_SETTING, value=WEAK_KEYS["password x4"])  # stored by an older version
+    setting_set(name=KEY_SETTING, value=generate_key(), actor="t", source="test")
+    assert not RetiredValue.objects.filter(name=KEY_SETTING).exists()
