@@ -23,9 +23,8 @@ from feeds.selectors import feed_get
 from indexer.models import Trigger
 from indexer.trigger_requests import trigger_request
 from indexer.triggers import TriggerError, trigger_get
-from messenger.config import KEY_SETTING
 from messenger.errors import MessengerError, MessengerUnavailable, RemoteError
-from proget_web.administration.services import messenger_key_set, setting_change
+from proget_web.administration.services import setting_change
 from proget_web.advanced_settings.registry import SettingValueError, UnknownSetting
 from proget_web.advanced_settings.selectors import mask, settings_list, settings_version
 
@@ -85,8 +84,6 @@ def settings_set_view(request: HttpRequest, *, key: ApiKey) -> HttpResponse:
     name, value = text_field(fields, "name"), text_field(fields, "value")
     actor = api_key_actor(key)
     try:
-        if name == KEY_SETTING and not value.strip():
-            messenger_key_set(value=value, actor=actor)  # refuses an empty key with the page's message
         outcome = setting_change(name=name, value=value, actor=actor, source=API_SOURCE)
     except (UnknownSetting, SettingValueError) as exc:
         raise ApiError(str(exc), status=400) from None

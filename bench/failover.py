@@ -151,7 +151,7 @@ class Cluster:
         service = self.services.get(name)
         if service is None:
             data_dir = self.scratch / name
-            data_dir.mkdir()
+            data_dir.mkdir(mode=0o700)  # a node refuses a data dir others can enter
             service = self.services[name] = ServiceProcess(
                 data_dir, DATABASE_URL=self.database_url, PROGET_NODE_NAME=name, PROGET_NODE_IP=SERVICE_IPS[name],
                 PROGET_EXTRA_RUNNERS=SLOW_RUNNER, PROGET_TEST_RUN_LOG=str(self.run_log), PROGET_TEST_RUN_SECONDS="0.2")
@@ -165,7 +165,7 @@ class Cluster:
     def start_webs(self) -> None:
         for name in WEB_NODES:
             data_dir = self.scratch / name
-            data_dir.mkdir()
+            data_dir.mkdir(mode=0o700)
             self.webs[name] = start_daphne(data_dir, log=data_dir / "daphne.log", DATABASE_URL=self.database_url,
                                            REDIS_URL=self.redis_url, PROGET_NODE_NAME=name,
                                            DJANGO_SECRET_KEY=self.secret)

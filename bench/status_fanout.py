@@ -356,7 +356,7 @@ def run(args: argparse.Namespace, scratch: Path, *, database_url: str | None, re
     try:
         for index in range(1, args.web_nodes + 1):
             data_dir = scratch if args.web_nodes == 1 else scratch / f"web-{index}"
-            data_dir.mkdir(exist_ok=True)
+            data_dir.mkdir(mode=0o700, exist_ok=True)  # a node refuses a data dir others can enter
             process, port = start_daphne(data_dir, log=data_dir / "daphne.log", PROGET_NODE_NAME=f"web-{index}",
                                          **node_env)
             webs.append(Web(process, port, Recorder(LOGGER_NAME)))

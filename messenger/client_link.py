@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from messenger.errors import KeyMismatch, MessengerUnavailable, RemoteError, RemoteProtocolError
+from messenger.local_socket import peer_refusal
 from messenger.protocol import (
     Cancel,
     Connection,
@@ -85,6 +86,10 @@ class Link(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not an isinstance(asyncio.Transport) check: uvloop's transports are not subclasses of it.
         self._transport = transport  # type: ignore[assignment]
+        refusal = peer_refusal(transport.get_extra_info("socket"))
+        if refusal is not None:  # a Unix socket another user listens on: not even the handshake goes out
+            self.fail(MessengerUnavailable(refusal))
+            return
         transport.write(self._conn.initiate())
 
     def data_received(self, data: bytes) -> None:

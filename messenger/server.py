@@ -24,6 +24,7 @@ from messenger.allowlist import IPNetwork, ip_allowed
 from messenger.crypto import RetiredKey
 from messenger.endpoint import Endpoint, socket_path
 from messenger.errors import MessengerError
+from messenger.local_socket import run_dir_secure
 from messenger.protocol import Connection, Role
 from messenger.server_connection import Handler, RequestContext, ServerConnection, ServerStats, StreamHandler
 
@@ -194,8 +195,7 @@ class MessengerServer:
         return ServerConnection(self)
 
     async def _start_unix(self, loop: asyncio.AbstractEventLoop, path: Path, run_dir: Path) -> asyncio.AbstractServer:
-        run_dir.mkdir(mode=RUN_DIR_MODE, parents=True, exist_ok=True)
-        os.chmod(run_dir, RUN_DIR_MODE)  # it may have existed with looser permissions
+        run_dir_secure(run_dir, mode=RUN_DIR_MODE)  # refuses a symlink or another user's dir
         path.parent.mkdir(mode=RUN_DIR_MODE, parents=True, exist_ok=True)
         await _remove_stale_socket(loop, path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -12,6 +12,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from proget_web.origins import SameOriginValidator  # noqa: E402
 from proget_web.routing import websocket_urlpatterns  # noqa: E402
+from proget_web.startup import node_start_refusal  # noqa: E402
+
+if (refusal := node_start_refusal()) is not None:
+    raise SystemExit(refusal)  # daphne stops with this one line and exit status 1
 
 application = ProtocolTypeRouter(
     {

@@ -9,7 +9,7 @@ import os
 
 import dj_database_url
 
-from proget_web.datadir import BASE_DIR, data_dir, read_or_create_secret
+from proget_web.datadir import BASE_DIR, SECRET_KEY_FILE, data_dir, private_file, read_or_create_secret
 
 DATA_DIR = data_dir()
 _TRUE = {"1", "true", "yes", "on"}
@@ -21,7 +21,7 @@ def _env_flag(name: str, *, default: bool = False) -> bool:
     return value in _TRUE if value else default
 
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or read_or_create_secret(DATA_DIR / "secret_key")
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or read_or_create_secret(DATA_DIR / SECRET_KEY_FILE)
 DEBUG = _env_flag("DJANGO_DEBUG")
 ALLOWED_HOSTS = [
     host.strip()
@@ -91,7 +91,8 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "proget.sqlite3",
+            # Created 0600 here, before SQLite would create it 0644: its -wal and -shm then get 0600 too.
+            "NAME": private_file(DATA_DIR / "proget.sqlite3"),
             "OPTIONS": {
                 # WAL lets the web and service processes read while the other writes;
                 # IMMEDIATE takes the write lock up front so concurrent writers queue instead of deadlocking.

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from proget_web.datadir import DATA_DIR_MODE, PRIVATE_FILE_MODE
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -51,8 +53,9 @@ def migrate(data_dir: Path) -> None:
         atexit.register(shutil.rmtree, template, ignore_errors=True)
         manage(template, "migrate", "--no-input")
         _migrated = template
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
     shutil.copyfile(_migrated / DATABASE_FILE, data_dir / DATABASE_FILE)
+    os.chmod(data_dir / DATABASE_FILE, PRIVATE_FILE_MODE)  # a node refuses a database others can read
 
 
 def spawn(data_dir: Path, *args: str, log: Path, **env: str) -> subprocess.Popen:

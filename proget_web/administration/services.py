@@ -26,7 +26,7 @@ from messenger.endpoint import parse_endpoint
 from messenger.errors import MessengerError
 from proget_web.administration.selectors import stale_after_seconds
 from proget_web.advanced_settings.models import SettingChange
-from proget_web.advanced_settings.registry import SettingValueError, setting_definition
+from proget_web.advanced_settings.registry import setting_definition
 from proget_web.advanced_settings.services import setting_set, settings_version_bump
 
 logger = logging.getLogger(__name__)
@@ -64,8 +64,7 @@ def setting_change(*, name: str, value: str, actor: str, source: str = WEB_SOURC
     Not atomic on purpose: setting_set commits before the service is told to re-read.
     """
     definition = setting_definition(name)
-    if value.strip():
-        definition.parse(value.strip())  # refuse before messenger_settings() may generate the key
+    definition.clean(value)  # refuse before messenger_settings() may generate the key
     previous = _settings_in_use()
     change = setting_set(name=name, value=value, actor=actor, source=source)
     if change is None:
@@ -78,9 +77,7 @@ def setting_change(*, name: str, value: str, actor: str, source: str = WEB_SOURC
 
 
 def messenger_key_set(*, value: str, actor: str) -> SettingOutcome:
-    """Replace the messenger key with `value`, which must be base64 of 32 bytes (empty is refused)."""
-    if not value.strip():
-        raise SettingValueError(f"{KEY_SETTING} needs a value: paste base64 of 32 bytes, or generate a new key")
+    """Replace the messenger key with `value`: base64 of 32 random bytes (empty or weak is refused by the core)."""
     return setting_change(name=KEY_SETTING, value=value, actor=actor)
 
 

@@ -1,7 +1,7 @@
 """The one table of settings: name, type, default, description, validator, and whether a change applies live.
 
 Values are text in the database; this module turns text into typed values and validates it.
-An empty value always means "use the default".
+An empty value means "use the default", except for a setting that needs a value (the messenger key).
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from messenger.allowlist import parse_allowed_ips
-from messenger.crypto import parse_key
 from messenger.endpoint import parse_endpoint
+from messenger.key_strength import parse_strong_key
 
 
 class Kind(enum.Enum):
@@ -56,6 +56,17 @@ class Setting:
     choices: tuple[str, ...] = field(default=())
     # > 0: a replaced value is kept that long (models.RetiredValue), e.g. for a key rotation's grace.
     keep_replaced_seconds: int = 0
+    # Set: an empty value is refused with this hint instead of restoring the default.
+    needs_value: str = ""
+
+    def clean(self, value: str) -> str:
+        """The stripped `value` once it is acceptable ("" restores the default); raise SettingValueError if not."""
+        text = value.strip()
+        if text:
+            self.parse(text)
+        elif self.needs_value:
+            raise SettingValueError(f"{self.name} needs a value: {self.needs_value}")
+        return text
 
     def parse(self, text: str) -> str | int | bool:
         """Validate `text` (already stripped, non-empty) and return the typed value."""
@@ -104,8 +115,10 @@ SETTINGS: tuple[Setting, ...] = (
         description="Base64 of the 32-byte key that encrypts and authenticates every messenger frame. "
         "Generated on first use; every node of a cluster shares it through the database.",
         live=True,
-        validator=parse_key,
+        validator=parse_strong_key,  # well-formed and not guessable
         keep_replaced_seconds=MESSENGER_KEY_GRACE_MAX_SECONDS,
+        # An empty key would make the next node to start generate one that nobody chose: the page refuses it.
+        needs_value="paste base64 of 32 random bytes, or generate a new key",
     ),
     Setting(
         name="Service.MessengerKeyGraceSeconds",

@@ -25,15 +25,13 @@ def settings_version_bump() -> int:
 
 @transaction.atomic
 def setting_set(*, name: str, value: str, actor: str, source: str) -> SettingChange | None:
-    """Validate and store `value` for setting `name` ("" restores the default).
+    """Validate and store `value` for setting `name` ("" restores the default, where the setting allows it).
 
     Raises UnknownSetting or SettingValueError (whose message is meant for the user) and then
     changes nothing. Returns the audit entry, or None when the value did not change.
     """
     definition = setting_definition(name)
-    text = value.strip()
-    if text:
-        definition.parse(text)
+    text = definition.clean(value)
     row = SettingValue.objects.select_for_update().filter(name=name).first()
     old = row.value if row else ""
     if old == text:

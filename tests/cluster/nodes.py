@@ -70,7 +70,7 @@ asyncio.run(main())
 def start_node(cluster: dict, name: str) -> ServiceProcess:
     """Start service node `name` (its IP from IPS) with the slow runner; wait until it listens."""
     data_dir = cluster["dir"] / name
-    data_dir.mkdir(exist_ok=True)
+    data_dir.mkdir(mode=0o700, exist_ok=True)  # a node refuses a data dir others can enter
     node = ServiceProcess(data_dir, DATABASE_URL=cluster["url"], PROGET_NODE_NAME=name, PROGET_NODE_IP=IPS[name],
                           PROGET_EXTRA_RUNNERS=SLOW_RUNNER, PROGET_TEST_RUN_LOG=str(cluster["dir"] / "runs.log"),
                           PROGET_TEST_RUN_SECONDS="0.2")

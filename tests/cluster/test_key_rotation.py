@@ -82,7 +82,7 @@ def test_rotating_the_key_three_times_under_load_fails_no_request(cluster: dict)
     first_key = manage(cluster["dir"], "settings", "get", "Service.MessengerKey", "--reveal",
                        DATABASE_URL=url).stdout.strip()
     a, b = two_nodes(cluster)
-    (cluster["dir"] / "web").mkdir()
+    (cluster["dir"] / "web").mkdir(mode=0o700)  # a node refuses a data dir others can enter
     web, port = start_daphne(cluster["dir"] / "web", log=cluster["dir"] / "web.log", DATABASE_URL=url)
     cluster["processes"].append(web)
     health = background(cluster, HEALTH, f"http://127.0.0.1:{port}/health", log="health.log")

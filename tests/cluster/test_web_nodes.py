@@ -55,7 +55,7 @@ def web_cluster(tmp_path_factory: pytest.TempPathFactory, pg_database_url: str, 
     """svc on tcp://127.0.0.1:PORT and web-a, web-b (own data dirs, one secret key) on one PostgreSQL and Redis."""
     root = tmp_path_factory.mktemp("web-nodes")
     data_dir = root / "svc"
-    data_dir.mkdir()
+    data_dir.mkdir(mode=0o700)  # a node refuses a data dir others can enter
     shared = {"DATABASE_URL": pg_database_url}
     port = free_port()
     for name, value in [("Service.MessengerEndpoint", f"tcp://{HOST}:{port}"),
@@ -79,7 +79,7 @@ def web_cluster(tmp_path_factory: pytest.TempPathFactory, pg_database_url: str, 
     try:
         service.start(ready=listening)
         for name in ("web-a", "web-b"):
-            (root / name).mkdir()
+            (root / name).mkdir(mode=0o700)
             process, ports[name] = start_daphne(root / name, log=root / name / "daphne.log", PROGET_NODE_NAME=name,
                                                 DJANGO_SECRET_KEY=secret, REDIS_URL=redis_url, **shared)
             webs.append(process)

@@ -32,7 +32,8 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize(("name", "value", "message"), BAD_VALUES)
 def test_bad_values_are_refused_and_change_nothing(name: str, value: str, message: str) -> None:
-    setting_set(name=name, value="tcp://127.0.0.1:4000" if name == ENDPOINT else "", actor="t", source="cli")
+    if name == ENDPOINT:  # a stored value to keep (the others keep their default)
+        setting_set(name=name, value="tcp://127.0.0.1:4000", actor="t", source="cli")
     before = list(SettingValue.objects.values_list("name", "value"))
     version = settings_version()
     with pytest.raises(SettingValueError, match=message.replace("*", r"\*").replace("+", r"\+")):

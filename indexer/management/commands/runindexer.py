@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from indexer.service import run_once, serve
 from messenger.errors import MessengerError
+from proget_web.startup import node_start_refusal
 
 
 class Command(BaseCommand):
@@ -16,6 +17,9 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="run the due task runners once, then exit")
 
     def handle(self, *args: object, once: bool, **options: object) -> None:
+        refusal = node_start_refusal()
+        if refusal is not None:
+            raise CommandError(refusal)
         try:
             if once:
                 for state in asyncio.run(run_once()):
