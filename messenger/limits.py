@@ -67,8 +67,8 @@ MAX_CONNECTIONS = 256
 # within a second is an idle connector (a port scan, a lock-out attempt), not a slow link.
 HELLO_TIMEOUT = 1.0
 # Connections still handshaking, all sources together (OpenSSH's MaxStartups): a handshake takes a round trip or
-# two, so this covers every web process of a cluster reconnecting at once. Beyond it the oldest handshake is
-# dropped; the rest of MAX_CONNECTIONS is thereby reserved for peers that proved the key.
+# two, so this covers every web process of a cluster reconnecting at once. Beyond it the source holding the most
+# loses its oldest handshake; the rest of MAX_CONNECTIONS is thereby reserved for peers that proved the key.
 MAX_HANDSHAKING = 64
 # Handshaking connections from one source (an IPv4 address, an IPv6 /64): a host's web processes need a handful;
 # beyond it that source's own oldest handshake is dropped, so one address cannot take the whole budget.

@@ -155,3 +155,18 @@ def test_handshakes_beyond_the_budget_drop_the_oldest_and_leave_authenticated_sl
             assert h.server.stats.rejects == {"handshake-evicted": 5}  # the 4th peer's handshake took a slot too
 
     run(main())
+
+
+def test_a_full_budget_drops_a_handshake_of_the_source_holding_the_most(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with serving("tcp", tmp_path, limits=ServerLimits(max_handshaking=4)) as h:
+            lone, _ = await h.open("127.0.0.3")  # the oldest of all, but alone at its address
+            heavy = [await h.open("127.0.0.2") for _ in range(3)]
+            await eventually(lambda: h.server.stats.connections_open == 4)
+            peer = await handshake(h)  # from 127.0.0.1, into a full budget
+            await peer.ping()
+            assert (await read_until_closed(heavy[0][0], timeout=0.2))[0] == b""
+            assert h.server.stats.rejects == {"handshake-evicted": 1}
+            assert len(h.server.handshakes) == 3 and not lone.at_eof()
+
+    run(main())
