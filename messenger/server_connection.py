@@ -104,7 +104,6 @@ class ServerConnection(asyncio.Protocol):
         self.lost: asyncio.Future[None] = self._loop.create_future()
         self._closing = False
         self._retiring = False  # its key was retired: dispatch nothing new, close once no request is in flight
-        self._source: str | None = None  # what the handshake budget counts it under (admission.source_of)
         self._accepted_at = 0.0
         self._requests_in_flight = 0  # handlers running in a task
         self._bytes_in = 0
@@ -140,8 +139,7 @@ class ServerConnection(asyncio.Protocol):
             return
         server.connections.add(self)
         stats.connections_open = len(server.connections)
-        self._source = source_of(self.peer_ip)
-        evicted = server.handshakes.admit(self, self._source)
+        evicted = server.handshakes.admit(self, source_of(self.peer_ip))
         if evicted is not None:  # a keyless flood only ever pushes out other keyless connections
             victim, reason = evicted
             victim._refuse(reason)
@@ -244,9 +242,7 @@ class ServerConnection(asyncio.Protocol):
         if self._closing:
             return
         if at_once:
-            self.close(abort=False, why="its key was retired (no grace)")
-            for task in list(self._tasks):
-                task.cancel()
+            self._close_cutting_work("its key was retired (no grace)")
             return
         if self._retiring:
             return
@@ -262,7 +258,11 @@ class ServerConnection(asyncio.Protocol):
 
     def _retire_deadline(self) -> None:
         self._retire_timer = None
-        self.close(abort=False, why=f"its key was retired and its requests took over {self._limits.retire_timeout:g} s")
+        self._close_cutting_work(f"its key was retired and its requests took over {self._limits.retire_timeout:g} s")
+
+    def _close_cutting_work(self, why: str) -> None:
+        """Close now, and cancel the handlers still running (their replies could no longer go out anyway)."""
+        self.close(abort=False, why=why)
         for task in list(self._tasks):
             task.cancel()
 
