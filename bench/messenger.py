@@ -1,6 +1,6 @@
 """Benchmark: the encrypted service messenger against raw asyncio (no crypto) and pyzmq, same transport, same run.
 
-Run `.venv/bin/python bench/messenger.py [--quick] [--rounds N] [--transport unix|tcp|both] [--uvloop]`.
+Run `.venv/bin/python bench/messenger.py [--quick] [--rounds N] [--transport unix|tcp|both] [--uvloop] [--flood-only]`.
 
 What is measured, for 512-byte payloads (ours: a JSON body of exactly 512 bytes; raw: 512 payload bytes):
 
@@ -19,6 +19,13 @@ What is measured, for 512-byte payloads (ours: a JSON body of exactly 512 bytes;
   what `messenger.client.call` does).
 - RSS with 1,000 idle connections: a fresh server process; VmRSS (/proc/PID/status) of the server and of this
   process before and after 1,000 handshaken, idle MessengerClient connections (delta in MB = 10^6 bytes).
+- under a keyless flood (TCP): a fresh server with the production limits (ServerLimits()); a flood process keeps
+  300 connections open from 127.0.0.2 and 127.0.0.3, reopening each the moment the server drops it (idle, then
+  again with each sending a ClientHello under a random key, which makes the server derive keys), while
+  this process times sequential MessengerClient connect+ping+close calls from 127.0.0.1 (p50/p99, and how many
+  failed; the same calls without the flood are the reference). Then, with only the flood running for 2 s, the
+  server's CPU time (/proc/PID/stat) divided by the connections it accepted is the CPU per keyless connection.
+  `--flood-only` runs just this.
 
 Every server (ours and each reference) runs in its own process (multiprocessing, spawn) and every client in this
 process, so no pair shares an event loop or a GIL; `--uvloop` puts uvloop under both sides alike. The servers take
@@ -50,10 +57,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
+from bench.nodes import cpu_seconds  # noqa: E402
 from messenger.client import MessengerClient  # noqa: E402
 from messenger.client_link import Link  # noqa: E402
 from messenger.endpoint import Endpoint, parse_endpoint  # noqa: E402
 from messenger.errors import MessengerUnavailable  # noqa: E402
+from messenger.protocol import Connection, Role  # noqa: E402
 from messenger.server import MessengerServer, RequestContext, ServerLimits  # noqa: E402
 
 try:
@@ -71,6 +80,9 @@ TARGET_IDLE_SERVER_MB = 50.0  # RSS the server may grow by with IDLE_CONNECTIONS
 STRETCH_ZMQ_RATIO = 1.0  # ours p50 at or below pyzmq REQ/REP
 IDLE_CONNECTIONS = 1_000
 HANDSHAKE_CONCURRENCY = 16
+TARGET_FLOOD_P99_MS = 50.0  # a legitimate connect+ping while keyless peers flood the server (issue 12)
+FLOOD_CONNECTIONS = 300  # idle keyless connections the attacker keeps open: more than MAX_CONNECTIONS
+FLOOD_SOURCES = ("127.0.0.2", "127.0.0.3")  # the attacker's addresses (Linux routes all of 127/8 to lo)
 
 # --- bench mechanics ---
 
@@ -93,6 +105,19 @@ IDLE_OPEN_CONCURRENCY = 50
 RSS_SETTLE_SECONDS = 0.5
 # Head room above IDLE_CONNECTIONS for the server's connection cap (the default cap is 256).
 CONNECTION_CAP_SLACK = 64
+# The throughput measurements open up to IDLE_OPEN_CONCURRENCY handshakes at once from one address: their
+# server's handshake budget allows that many (the flood measurement uses the production budget).
+BENCH_LIMITS = ServerLimits(max_connections=IDLE_CONNECTIONS + CONNECTION_CAP_SLACK,
+                            max_handshaking=IDLE_OPEN_CONCURRENCY + HANDSHAKE_CONCURRENCY,
+                            max_handshaking_per_source=IDLE_OPEN_CONCURRENCY + HANDSHAKE_CONCURRENCY)
+# Flood connections opened at once while building it up: within the listen backlog (100), so no SYN waits for
+# a retransmit, and a pause between batches for the server to accept them.
+FLOOD_RAMP_BATCH = 50
+FLOOD_RAMP_PAUSE = 0.05
+# Timed legitimate connect+ping+close calls, with and without the flood.
+FLOOD_PROBES = 300
+# How long the server's CPU is sampled under the flood alone.
+FLOOD_CPU_SECONDS = 2.0
 # A raw-reference payload starting with this byte asks for a stream; the next 8 bytes are the count.
 STREAM_REQUEST = b"S"
 ECHO_REQUEST = b"E"
@@ -113,6 +138,7 @@ class Settings:
     handshakes: int  # per mode
     transports: tuple[str, ...]
     use_uvloop: bool
+    flood_only: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -364,7 +390,7 @@ async def start_ours(spec: ServerSpec) -> Running:
         key=KEY,
         handlers={"ping": ours_echo},
         stream_handlers={"status.subscribe": ours_flood},
-        limits=ServerLimits(max_connections=IDLE_CONNECTIONS + CONNECTION_CAP_SLACK),
+        limits=ServerLimits() if spec.kind == "ours-defaults" else BENCH_LIMITS,
     )
     run_dir = Path(spec.workdir)
     if spec.transport == "unix":
@@ -524,6 +550,7 @@ def serve_zmq(spec: ServerSpec, pipe: Pipe) -> None:
 
 SERVERS: dict[str, Callable[[ServerSpec], Awaitable[Running]]] = {
     "ours": start_ours,
+    "ours-defaults": start_ours,  # the production limits: for the flood measurement
     "raw-protocol": start_raw_protocol,
     "raw-streams": start_raw_streams,
 }
@@ -863,6 +890,109 @@ def idle_rss_growth(server: ServerProcess, use_uvloop: bool) -> tuple[float, flo
     return (server_after - server_before) / MB, (client_after - client_before) / MB, open_on_server
 
 
+@dataclass(frozen=True, kw_only=True)
+class FloodSpec:
+    target: Target
+    use_uvloop: bool
+    hello: bool  # each connection sends a ClientHello (under a random key) first: the server derives keys for it
+
+
+def keyless_flood(spec: FloodSpec, pipe: Pipe) -> None:
+    """Child process: keep FLOOD_CONNECTIONS idle keyless connections open until "stop", reopening each dropped one."""
+    raise_nofile_limit()
+    run_loop(_keyless_flood(spec, pipe), spec.use_uvloop)
+
+
+async def _keyless_flood(spec: FloodSpec, pipe: Pipe) -> None:
+    async def slot(host: str) -> None:
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection(LOCALHOST, spec.target.port, local_addr=(host, 0))
+            except OSError:  # the listen backlog overflowed: try again, as an attacker would
+                await asyncio.sleep(0.01)
+                continue
+            if spec.hello:
+                writer.write(Connection(role=Role.CLIENT, key=os.urandom(len(KEY))).initiate())
+            with suppress(OSError):
+                await reader.read()  # idle until the server drops us
+            writer.close()
+
+    slots: list[asyncio.Task[None]] = []
+    for first in range(0, FLOOD_CONNECTIONS, FLOOD_RAMP_BATCH):
+        batch = range(first, min(FLOOD_CONNECTIONS, first + FLOOD_RAMP_BATCH))
+        slots += [asyncio.create_task(slot(FLOOD_SOURCES[n % len(FLOOD_SOURCES)])) for n in batch]
+        await asyncio.sleep(FLOOD_RAMP_PAUSE)
+    pipe.send("flooding")
+    try:
+        await obey(pipe, {})
+    finally:
+        for task in slots:
+            task.cancel()
+        await asyncio.gather(*slots, return_exceptions=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Probes:
+    """Sequential legitimate connect+ping+close calls: their latency and how many failed."""
+
+    latency: Latency
+    failures: int
+
+
+async def probe(server: ServerProcess, count: int) -> Probes:
+    samples: list[int] = []
+    failures = 0
+    for _ in range(count):
+        started = time.perf_counter_ns()
+        try:
+            await client_call(server.target, server.spec.workdir)
+        except MessengerUnavailable:
+            failures += 1
+            continue
+        samples.append(time.perf_counter_ns() - started)
+    return Probes(latency=latency(samples or [0]), failures=failures)
+
+
+async def cpu_per_connection(server: ServerProcess) -> tuple[float, int]:
+    """The server's CPU seconds per connection it accepted over FLOOD_CPU_SECONDS (nothing else runs), and the count."""
+    cpu, total = cpu_seconds(server.pid), server.stats()["connections_total"]
+    await asyncio.sleep(FLOOD_CPU_SECONDS)
+    connections = server.stats()["connections_total"] - total
+    return (cpu_seconds(server.pid) - cpu) / max(connections, 1), connections
+
+
+async def flood_rows(report: Report, workdir: str, settings: Settings) -> None:
+    for hello in (False, True):
+        await flood_row(report, workdir, settings, hello=hello)
+
+
+async def flood_row(report: Report, workdir: str, settings: Settings, *, hello: bool) -> None:
+    spec = ServerSpec(kind="ours-defaults", transport="tcp", workdir=workdir, use_uvloop=settings.use_uvloop)
+    server = ServerProcess(spec)
+    try:
+        quiet = await probe(server, FLOOD_PROBES)
+        flood_spec = FloodSpec(target=server.target, use_uvloop=settings.use_uvloop, hello=hello)
+        flood = Worker(keyless_flood, flood_spec, "flood")
+        try:
+            flooded = await probe(server, FLOOD_PROBES)
+            per_keyless, keyless = await cpu_per_connection(server)
+        finally:
+            flood.stop()
+        rejects = server.stats()["rejects"]
+    finally:
+        server.stop()
+    note = "" if flooded.failures == 0 else f"NOT VERIFIED: {flooded.failures} of {FLOOD_PROBES} calls failed"
+    kind = "ClientHello" if hello else "idle"
+    name = f"[tcp] connect+ping+close under a {FLOOD_CONNECTIONS}-connection keyless flood ({kind})"
+    goal = Goal(op="<=", limit=TARGET_FLOOD_P99_MS, text=f"p99 <= {TARGET_FLOOD_P99_MS:g} ms")
+    for stat in ("p50", "p99"):
+        mine, calm = getattr(flooded.latency, f"{stat}_us"), getattr(quiet.latency, f"{stat}_us")
+        report.add(Row(name=f"{name}, {stat}", ours=us(mine), reference=f"{us(calm)} without", ratio=mine / calm,
+                       goal=goal if stat == "p99" else None, checked=mine / 1000, note=note))
+    report.add(Row(name=f"[tcp] server CPU per keyless connection ({kind})", ours=us(per_keyless * 1e6),
+                   note=f"{keyless:,} in {FLOOD_CPU_SECONDS:g} s; rejects over the run {rejects}"))
+
+
 # ============================================================================================================
 # Report
 # ============================================================================================================
@@ -1046,6 +1176,8 @@ async def bench_transport(report: Report, transport: str, kinds: list[str], sett
                 await client.close()
             stop_servers(servers)
         idle_rows(report, transport, workdir, settings)
+        if transport == "tcp":
+            await flood_rows(report, workdir, settings)
 
 
 HANDSHAKE_MODES: tuple[tuple[str, Connector, bool], ...] = (
@@ -1088,6 +1220,10 @@ def idle_rows(report: Report, transport: str, workdir: str, settings: Settings) 
 
 async def bench(settings: Settings) -> Report:
     report = Report()
+    if settings.flood_only:
+        with tempfile.TemporaryDirectory(prefix="messenger-bench-") as workdir:
+            await flood_rows(report, workdir, settings)
+        return report
     kinds = reference_kinds()
     for transport in settings.transports:
         await bench_transport(report, transport, kinds, settings)
@@ -1100,6 +1236,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--rounds", type=int, help="timed round trips per implementation (default 5000, quick 1000)")
     parser.add_argument("--transport", choices=("unix", "tcp", "both"), default="both")
     parser.add_argument("--uvloop", action="store_true", help="run uvloop on both sides (pip install uvloop)")
+    parser.add_argument("--flood-only", action="store_true", help="only the keyless-flood measurement (TCP)")
     args = parser.parse_args(argv)
     rounds = args.rounds if args.rounds is not None else (1_000 if args.quick else 5_000)
     return Settings(
@@ -1108,6 +1245,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         handshakes=300 if args.quick else 2_000,
         transports=("unix", "tcp") if args.transport == "both" else (args.transport,),
         use_uvloop=args.uvloop,
+        flood_only=args.flood_only,
     )
 
 

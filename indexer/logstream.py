@@ -2,6 +2,8 @@
 
 Guarantees: emit never raises (failures go to handleError), never re-enters itself when publishing logs in turn,
 and every message is at most MAX_LOG_MESSAGE characters. It escapes nothing: rendering is the web's job.
+A record logged with `extra={"live_log": False}` stays out (the messenger's per-reject lines: only their periodic
+summaries go live, so a flood of refused connections cannot push real events out).
 """
 from __future__ import annotations
 
@@ -44,6 +46,8 @@ class HubLogHandler(logging.Handler):
         self.setLevel(level)
 
     def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "live_log", True) is False:
+            return
         local = self._local
         if getattr(local, "emitting", False):
             return  # logged while publishing a record: streaming it would recurse

@@ -60,3 +60,32 @@ KEY_UPGRADE_INTERVAL = 1.0
 
 # Concurrent connections the server accepts: web processes each hold one or two; extras are refused.
 MAX_CONNECTIONS = 256
+
+# --- keyless peers (before the handshake completes); see "Threat model" in docs/messenger.md ---
+
+# A client sends its ClientHello the moment it connects, so it arrives within half a round trip; one not here
+# within a second is an idle connector (a port scan, a lock-out attempt), not a slow link.
+HELLO_TIMEOUT = 1.0
+# Connections still handshaking, all sources together (OpenSSH's MaxStartups): a handshake takes a round trip or
+# two, so this covers every web process of a cluster reconnecting at once. Beyond it the source holding the most
+# loses its oldest handshake; the rest of MAX_CONNECTIONS is thereby reserved for peers that proved the key.
+MAX_HANDSHAKING = 64
+# Handshaking connections from one source (an IPv4 address, an IPv6 /64): a host's web processes need a handful;
+# beyond it that source's own oldest handshake is dropped, so one address cannot take the whole budget.
+MAX_HANDSHAKING_PER_SOURCE = 16
+# An IPv6 source is counted by its /64: a single host or customer usually holds a whole /64.
+IPV6_SOURCE_PREFIX = 64
+# Once its key's grace ended, a connection may finish the requests it has in flight for this long, then it is
+# closed: no client waits longer than REQUEST_TIMEOUT for a reply anyway.
+RETIRE_TIMEOUT = REQUEST_TIMEOUT
+
+# --- what a peer can make the server log ---
+
+# Rejects are logged once per source and reason when they start, then summarised once per interval: an attack
+# shows within a minute, and a sustained one costs a line per minute per source and reason, not one per connection.
+REJECT_LOG_INTERVAL = 60.0
+# (source, reason) pairs followed at once; rejects from further sources are summed up as "other sources", so
+# an attacker with many addresses (an IPv6 /64) cannot buy log lines with them either.
+REJECT_LOG_MAX_KEYS = 16
+# Text a peer supplied (a runner name inside an error) is cut to this many characters before it is logged.
+MAX_LOGGED_PEER_TEXT = 200

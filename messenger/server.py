@@ -1,8 +1,9 @@
 """The messenger's asyncio server: listens on a Unix socket or TCP and serves one Protocol per peer.
 
-Guarantees: peers are checked (IP allowlist, connection cap) before a byte is read; every
-connection lives under absolute deadlines (handshake, frame in progress, idle); every failure
-writes the uniform REJECT, is logged with its reason and counted in `stats.rejects`.
+Guarantees: peers are checked (IP allowlist, connection cap, the budget of keyless handshakes) before a
+byte is read; every connection lives under absolute deadlines (hello, handshake, frame in progress, idle); every
+failure writes the uniform REJECT (or, at accept, drops the peer without a word), is counted exactly in
+`stats.rejects` and logged in aggregate (messenger.server_log); a connection whose key is retired runs nothing new.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ from pathlib import Path
 from types import MappingProxyType
 
 from messenger import limits
+from messenger.admission import HandshakeBudget
 from messenger.allowlist import IPNetwork, ip_allowed
 from messenger.crypto import RetiredKey
 from messenger.endpoint import Endpoint, socket_path
 from messenger.errors import MessengerError
+from messenger.limits import REJECT_LOG_MAX_KEYS
 from messenger.local_socket import run_dir_secure
 from messenger.protocol import Connection, Role
 from messenger.server_connection import Handler, RequestContext, ServerConnection, ServerStats, StreamHandler
+from messenger.server_log import RejectLog
 
 __all__ = ["Handler", "MessengerServer", "RequestContext", "ServerLimits", "ServerStats", "StreamHandler"]
 
@@ -49,9 +53,14 @@ class ServerLimits:
     """Per-server limits; the defaults are the protocol's (messenger.limits), tests shrink them."""
 
     handshake_timeout: float = limits.HANDSHAKE_TIMEOUT
+    hello_timeout: float = limits.HELLO_TIMEOUT  # only applies when shorter than handshake_timeout
     frame_timeout: float = limits.FRAME_TIMEOUT
     idle_timeout: float = limits.IDLE_TIMEOUT
+    retire_timeout: float = limits.RETIRE_TIMEOUT
     max_connections: int = limits.MAX_CONNECTIONS
+    max_handshaking: int = limits.MAX_HANDSHAKING
+    max_handshaking_per_source: int = limits.MAX_HANDSHAKING_PER_SOURCE
+    reject_log_interval: float = limits.REJECT_LOG_INTERVAL
 
 
 _NO_STREAMS: Mapping[str, StreamHandler] = MappingProxyType({})
@@ -81,6 +90,9 @@ class MessengerServer:
         self.limits = limits
         self.stats = ServerStats()
         self.connections: set[ServerConnection] = set()
+        self.handshakes: HandshakeBudget[ServerConnection] = HandshakeBudget(
+            size=limits.max_handshaking, per_source=limits.max_handshaking_per_source)
+        self.reject_log = RejectLog(interval=limits.reject_log_interval, max_keys=REJECT_LOG_MAX_KEYS)
         self._server: asyncio.AbstractServer | None = None
         self._socket_file: tuple[Path, int] | None = None  # (path, inode) of the socket we created
 
@@ -117,6 +129,7 @@ class MessengerServer:
         if gone:
             await asyncio.wait(gone, timeout=CLOSE_WAIT_TIMEOUT)
         await server.wait_closed()
+        self.reject_log.close()
         if self._socket_file is not None:
             path, inode = self._socket_file
             self._socket_file = None
@@ -138,13 +151,12 @@ class MessengerServer:
     # --- live reconfiguration ---
 
     def set_key(self, key: bytes, previous_keys: Sequence[RetiredKey] = ()) -> None:
-        """Accept `key` and, each until its grace ends, `previous_keys`; nothing in flight is cut.
+        """Accept `key` and, each until its grace ends, `previous_keys`.
 
-        A connection whose key is no longer accepted is closed as soon as no request of it is in flight.
+        Connections on a key still accepted go on. A connection on a key dropped here (a rotation with no grace)
+        is closed at once, with what it had in flight; see _grace_ended for a key whose grace ran out.
         """
-        self._set_keys(key, previous_keys)
-        self._arm_grace_timer()
-        self._retire_connections()
+        self._apply_keys(key, previous_keys, at_once=True)
 
     def accepts(self, key: bytes) -> bool:
         """Whether a connection authenticated with `key` may go on."""
@@ -181,15 +193,18 @@ class MessengerServer:
         self._grace_timer = loop.call_later(max(0.0, delay), self._grace_ended)
 
     def _grace_ended(self) -> None:
+        """Drop the keys whose grace ran out: their connections may finish what is in flight (retire_timeout)."""
         self._grace_timer = None
-        self.set_key(self.key, self.previous_keys)  # drops what expired, re-arms for the rest
+        self._apply_keys(self.key, self.previous_keys, at_once=False)  # drops what expired, re-arms for the rest
         logger.info("messenger: a previous key's grace ended; %d previous key(s) still accepted",
                     len(self.previous_keys))
 
-    def _retire_connections(self) -> None:
+    def _apply_keys(self, key: bytes, previous_keys: Sequence[RetiredKey], *, at_once: bool) -> None:
+        self._set_keys(key, previous_keys)
+        self._arm_grace_timer()
         for conn in list(self.connections):
             if conn.authenticated and not self.accepts(conn.key):
-                conn.retire()
+                conn.retire(at_once=at_once)
 
     def _new_connection(self) -> ServerConnection:
         return ServerConnection(self)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from messenger.admission import source_of
 from messenger.allowlist import ip_allowed
 from messenger.errors import LocalProtocolError, RemoteProtocolError
 from messenger.protocol import (
@@ -25,6 +26,7 @@ from messenger.protocol import (
     Role,
     State,
 )
+from messenger.server_log import failure_text
 
 _OPEN = State.OPEN
 
@@ -101,7 +103,8 @@ class ServerConnection(asyncio.Protocol):
         self.peer_ip: str | None = None  # None for Unix sockets: local peers, no allowlist
         self.lost: asyncio.Future[None] = self._loop.create_future()
         self._closing = False
-        self._retiring = False  # its key was retired: close once no request is in flight
+        self._retiring = False  # its key was retired: dispatch nothing new, close once no request is in flight
+        self._accepted_at = 0.0
         self._requests_in_flight = 0  # handlers running in a task
         self._bytes_in = 0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -109,6 +112,7 @@ class ServerConnection(asyncio.Protocol):
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._frame_timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._retire_timer: asyncio.TimerHandle | None = None
         self._idle_deadline = 0.0
         self._last_frame = 0.0
         self._drained: asyncio.Future[None] | None = None  # set while the transport's buffer is full
@@ -135,9 +139,17 @@ class ServerConnection(asyncio.Protocol):
             return
         server.connections.add(self)
         stats.connections_open = len(server.connections)
-        self._handshake_timer = self._loop.call_at(
-            self._loop.time() + self._limits.handshake_timeout, self._deadline_passed, "handshake-timeout"
-        )
+        evicted = server.handshakes.admit(self, source_of(self.peer_ip))
+        if evicted is not None:  # a keyless flood only ever pushes out other keyless connections
+            victim, reason = evicted
+            victim._refuse(reason)
+        limits = self._limits
+        self._accepted_at = self._loop.time()
+        if limits.hello_timeout < limits.handshake_timeout:
+            self._handshake_timer = self._loop.call_at(
+                self._accepted_at + limits.hello_timeout, self._deadline_passed, "hello-timeout")
+        else:
+            self._arm_handshake_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._conn.state is State.HANDSHAKING and not self._closing:
@@ -150,10 +162,7 @@ class ServerConnection(asyncio.Protocol):
         self._cancel_timers()
         for task in list(self._tasks):
             task.cancel()
-        server = self._server
-        if self in server.connections:
-            server.connections.discard(self)
-            self._stats.connections_open = len(server.connections)
+        self._forget()
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
         if not self.lost.done():
@@ -174,8 +183,10 @@ class ServerConnection(asyncio.Protocol):
             return
         if not was_open:
             handshake = conn.data_to_send()
-            if handshake:
+            if handshake:  # the ServerHello: the ClientHello is in, so the whole handshake's deadline applies now
                 self._write(handshake)
+                if self._limits.hello_timeout < self._limits.handshake_timeout:
+                    self._arm_handshake_deadline()
         if events:
             self._last_frame = self._loop.time()
             if len(events) == 1:
@@ -222,18 +233,38 @@ class ServerConnection(asyncio.Protocol):
         """The key the peer authenticated with."""
         return self._conn.key
 
-    def retire(self) -> None:
-        """The key of this connection was retired: end its streams, close once no request is in flight."""
-        if self._closing or self._retiring:
+    def retire(self, *, at_once: bool = False) -> None:
+        """The key of this connection was retired: dispatch nothing new, end its streams, and close.
+
+        at_once (the key was dropped with no grace): close now, cutting what is in flight. Otherwise close once no
+        request is in flight, and at the latest after retire_timeout.
+        """
+        if self._closing:
+            return
+        if at_once:
+            self._close_cutting_work("its key was retired (no grace)")
+            return
+        if self._retiring:
             return
         self._retiring = True
         for task in list(self._streams.values()):
             task.cancel()
+        self._retire_timer = self._loop.call_at(self._loop.time() + self._limits.retire_timeout, self._retire_deadline)
         self._close_if_idle()
 
     def _close_if_idle(self) -> None:
         if not self._requests_in_flight:
             self.close(abort=False, why="its key was retired (the rotation's grace ended)")
+
+    def _retire_deadline(self) -> None:
+        self._retire_timer = None
+        self._close_cutting_work(f"its key was retired and its requests took over {self._limits.retire_timeout:g} s")
+
+    def _close_cutting_work(self, why: str) -> None:
+        """Close now, and cancel the handlers still running (their replies could no longer go out anyway)."""
+        self.close(abort=False, why=why)
+        for task in list(self._tasks):
+            task.cancel()
 
     def close(self, *, abort: bool, why: str) -> None:
         """Close on the server's own initiative (shutdown, key or allowlist change)."""
@@ -256,7 +287,8 @@ class ServerConnection(asyncio.Protocol):
         kind = type(event)
         self._stats.frames_in += kind is not HandshakeComplete
         if kind is Request:
-            self._on_request(event)  # type: ignore[arg-type]
+            if not self._retiring:  # a retired key gets nothing new run
+                self._on_request(event)  # type: ignore[arg-type]
         elif kind is Keepalive:
             self._send(self._conn.send_keepalive_ack())
         elif kind is Cancel:
@@ -265,6 +297,7 @@ class ServerConnection(asyncio.Protocol):
                 task.cancel()
         elif kind is HandshakeComplete:
             self._stats.handshakes_ok += 1
+            self._server.handshakes.leave(self)
             if self._handshake_timer is not None:
                 self._handshake_timer.cancel()
                 self._handshake_timer = None
@@ -379,7 +412,7 @@ class ServerConnection(asyncio.Protocol):
             self._send(self._conn.send_error(id=id, message=message))
 
     def _handler_failed(self, request: Request, exc: BaseException) -> None:
-        logger.error("messenger: %s handler failed for %s", request.type, self.peer, exc_info=exc)
+        logger.error("messenger: %s handler failed for %s: %s", request.type, self.peer, failure_text(exc))
         text = str(exc) or exc.__class__.__name__
         self._send_error(request.id, text[:MAX_ERROR_MESSAGE_CHARS])
 
@@ -436,8 +469,15 @@ class ServerConnection(asyncio.Protocol):
         self._idle_timer = None
         self.close(abort=False, why=f"idle for {self._limits.idle_timeout:g} s")
 
+    def _arm_handshake_deadline(self) -> None:
+        """The whole handshake's deadline, counted from the accept."""
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+        self._handshake_timer = self._loop.call_at(
+            self._accepted_at + self._limits.handshake_timeout, self._deadline_passed, "handshake-timeout")
+
     def _deadline_passed(self, reason: str) -> None:
-        if reason == "handshake-timeout":
+        if reason != "frame-timeout":
             self._handshake_timer = None
         else:
             self._frame_timer = None
@@ -453,17 +493,27 @@ class ServerConnection(asyncio.Protocol):
         self._transport.close()  # type: ignore[union-attr]
 
     def _refuse(self, reason: str) -> None:
-        """Drop a peer at accept, before reading anything."""
+        """Drop a peer at accept (or a handshake evicted by a newer one): abort, and free its slots at once."""
         self._count_reject(reason)
         self._closing = True
+        self._cancel_timers()
+        self._forget()
         self._transport.abort()  # type: ignore[union-attr]
 
+    def _forget(self) -> None:
+        """Leave the server's connection set and handshake budget (idempotent)."""
+        server = self._server
+        server.handshakes.leave(self)
+        if self in server.connections:
+            server.connections.discard(self)
+            self._stats.connections_open = len(server.connections)
+
     def _count_reject(self, reason: str) -> None:
-        logger.warning("messenger: rejected %s: %s", self.peer, reason)
         self._stats.rejects[reason] += 1
+        self._server.reject_log.note(self.peer_ip or self.peer, reason, self._loop)
 
     def _cancel_timers(self) -> None:
-        for timer in (self._handshake_timer, self._frame_timer, self._idle_timer):
+        for timer in (self._handshake_timer, self._frame_timer, self._idle_timer, self._retire_timer):
             if timer is not None:
                 timer.cancel()
-        self._handshake_timer = self._frame_timer = self._idle_timer = None
+        self._handshake_timer = self._frame_timer = self._idle_timer = self._retire_timer = None

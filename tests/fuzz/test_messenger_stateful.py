@@ -483,7 +483,7 @@ class ServerMachine(RuleBasedStateMachine):
             key=self.keys[0],
             handlers={name: self.handler for name in REQUEST_TYPES},
             stream_handlers={STREAM_TYPE: self.stream},
-            limits=ServerLimits(handshake_timeout=3600, frame_timeout=3600, idle_timeout=3600,
+            limits=ServerLimits(handshake_timeout=3600, hello_timeout=3600, frame_timeout=3600, idle_timeout=3600,
                                 max_connections=MAX_CONNECTIONS),
         )
 

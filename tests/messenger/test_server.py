@@ -505,7 +505,8 @@ def test_junk_gets_reject_then_close(transport: str, tmp_path: Path, junk: str) 
 
 def test_connection_flood_beyond_the_cap(transport: str, tmp_path: Path) -> None:
     async def main() -> None:
-        limits = ServerLimits(handshake_timeout=5.0, frame_timeout=1.0, idle_timeout=5.0, max_connections=4)
+        limits = ServerLimits(handshake_timeout=5.0, hello_timeout=5.0, frame_timeout=1.0, idle_timeout=5.0,
+                              max_connections=4)  # no budget or hello deadline drops the holders: the cap is tested
         async with serving(transport, tmp_path, limits=limits) as h:
             held = [await h.open() for _ in range(4)]
             await eventually(lambda: h.server.stats.connections_open == 4)
