@@ -164,7 +164,7 @@ def start_daphne(data_dir: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     log = (data_dir / "daphne.log").open("ab")
     process = subprocess.Popen(
-        [str(ROOT / ".venv/bin/daphne"), "-b", HOST, "-p", str(port), "proget_web.asgi:application"],
+        [sys.executable, "-m", "proget_web.serve", "-b", HOST, "-p", str(port), "proget_web.asgi:application"],
         env=node_env(data_dir), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
     )
 

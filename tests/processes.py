@@ -136,11 +136,13 @@ class ServiceProcess:
 
 
 def start_daphne(data_dir: Path, *, log: Path, **env: str) -> tuple[subprocess.Popen, int]:
-    """Start daphne for the node at `data_dir` on a free loopback port and wait until it accepts; (process, port)."""
+    """Start the web server (daphne, as `make run` does: proget_web.serve) for the node at `data_dir` on a free
+    loopback port and wait until it accepts; (process, port)."""
     port = free_port()
     with log.open("ab") as output:  # the child keeps its own descriptor
         process = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "daphne"), "-b", "127.0.0.1", "-p", str(port), "proget_web.asgi:application"],
+            [sys.executable, "-m", "proget_web.serve", "-b", "127.0.0.1", "-p", str(port),
+             "proget_web.asgi:application"],
             env=node_env(data_dir, **env), cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
         )
 
