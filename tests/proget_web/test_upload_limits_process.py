@@ -2,6 +2,7 @@
 before any of its body is read, and an accepted upload costs bounded memory (the body goes to disk, not RAM)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -12,7 +13,7 @@ import pytest
 import requests
 
 from feeds.limits import MAX_UPLOAD_REQUEST_BYTES
-from tests.faults.support import ADMIN, FEED, PASSWORD, node_copy, node_prepare, post_upload, query
+from tests.faults.support import ADMIN, FEED, PASSWORD, node_prepare, post_upload, query
 from tests.feeds.builders import wheel
 from tests.feeds.test_upload import basic
 from tests.processes import start_daphne, stop
@@ -30,15 +31,9 @@ RSS_GROWTH_BOUND_BYTES = 24 * MIB
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated node with an admin and the feed, copied for each test."""
-    return node_prepare(tmp_path_factory.mktemp("upload-limits-template"))
-
-
-@pytest.fixture
-def server(template: Path, tmp_path: Path) -> Iterator[tuple[int, int, Path]]:
-    """The web server on a copy of the node: (port, pid, data dir)."""
-    data = node_copy(template, tmp_path)
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int, Path]]:
+    """The web server on a node with an admin and the feed, shared by this module: (port, pid, data dir)."""
+    data = node_prepare(tmp_path_factory.mktemp("upload-limits"))
     process, port = start_daphne(data, log=data / "daphne.log")
     try:
         yield port, process.pid, data
@@ -81,10 +76,28 @@ def test_an_oversized_body_on_any_route_is_refused_413(server: tuple[int, int, P
 
 
 def test_an_anonymous_upload_is_refused_401_before_its_body(server: tuple[int, int, Path]) -> None:
+    """Also when the client waits for "100 Continue": it gets the 401 instead, never both."""
     port, _, _ = server
-    answer = _headers_only(port, length=LARGE_BYTES, headers={"Content-Type": "multipart/form-data; boundary=x"})
-    assert _status(answer) == 401, answer
-    assert b"WWW-Authenticate: Basic" in answer
+    answer = _headers_only(port, length=LARGE_BYTES, headers={
+        "Content-Type": "multipart/form-data; boundary=x", "Expect": "100-continue"})
+    assert answer.startswith(b"HTTP/1.1 401 "), answer
+    assert b"WWW-Authenticate: Basic" in answer and b" 100 " not in answer
+
+
+def test_a_chunked_body_is_cut_off_once_it_passes_the_cap(server: tuple[int, int, Path]) -> None:
+    """No Content-Length to refuse up front: the server counts the chunks and answers 413 past the cap."""
+    port, _, _ = server
+    chunk = MIB
+    head = (f"POST /pypi/{FEED}/legacy/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nTransfer-Encoding: chunked\r\n"
+            f"Authorization: {ADMIN_AUTH['Authorization']}\r\n\r\n")
+    framed = f"{chunk:x}\r\n".encode() + bytes(chunk) + b"\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=REFUSAL_DEADLINE_SECONDS) as sock:
+        sock.sendall(head.encode())
+        with contextlib.suppress(ConnectionError):  # the server stops reading once it has answered
+            for _ in range(MAX_UPLOAD_REQUEST_BYTES // chunk + 2):
+                sock.sendall(framed)
+        answer = sock.recv(65536)
+    assert _status(answer) == 413, answer
 
 
 def test_an_anonymous_upload_sent_whole_by_a_client_gets_its_401(server: tuple[int, int, Path]) -> None:
