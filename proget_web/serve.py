@@ -18,11 +18,16 @@ from typing import IO, Any
 from daphne.cli import CommandLineInterface  # first: daphne.server installs the asyncio reactor Twisted needs
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
+from twisted.internet.interfaces import ITCPTransport
 
 from proget_web.request_gate import Refusal, body_refusal, header_refusal
 
 logger = logging.getLogger(__name__)
 
+# After a refusal the server still reads (and drops) what the client sends for this long, then aborts. Closing
+# at once with unread input makes the kernel answer with a reset, which can destroy the refusal before the
+# client reads it: the "lingering close" of Apache (2 s per read) and nginx.
+LINGER_SECONDS = 2.0
 # How much body the app gets per message: a 100 MiB upload is a hundred messages (Django hops to a thread
 # for each write once its spool is on disk), and the one chunk in flight is noise next to the process's RSS.
 BODY_CHUNK_BYTES = 1024 * 1024
@@ -96,8 +101,13 @@ class GuardedRequest(WebRequest):
                     self.channel._path.decode("latin-1"), refusal.status, refusal.message)
         self.refused = True
         self.requestHeaders.removeHeader(b"Expect")  # no "100 Continue" for a body that will not be read
-        self.channel.transport.write(refusal.response())
-        self.channel.loseConnection()
+        transport = self.channel.transport
+        transport.write(refusal.response())
+        if ITCPTransport.providedBy(transport):  # end of answer (FIN) now, keep dropping input a while
+            transport.loseWriteConnection()
+            self.channel.callLater(LINGER_SECONDS, transport.abortConnection)
+        else:  # TLS cannot half-close
+            self.channel.loseConnection()
 
 
 class GuardedHTTPFactory(HTTPFactory):

@@ -16,7 +16,7 @@ from feeds.limits import MAX_UPLOAD_REQUEST_BYTES
 from tests.faults.support import ADMIN, FEED, PASSWORD, node_prepare, post_upload, query
 from tests.feeds.builders import wheel
 from tests.feeds.test_upload import basic
-from tests.processes import start_daphne, stop
+from tests.processes import start_daphne, stop, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -26,6 +26,8 @@ OVERSIZED_BYTES = 300 * MIB
 LARGE_BYTES = 50 * MIB
 # A refusal from the headers alone is one loopback round trip; seconds mean the server waited for a body.
 REFUSAL_DEADLINE_SECONDS = 2.0
+# proget_web.serve.LINGER_SECONDS (2 s) after a refusal, plus slack for a loaded machine.
+LINGER_DEADLINE_SECONDS = 6.0
 # The accepted 50 MiB upload may raise the server's peak RSS by this much (a copy of it in RAM would be 50).
 RSS_GROWTH_BOUND_BYTES = 24 * MIB
 
@@ -51,6 +53,12 @@ def _headers_only(port: int, *, length: int, headers: dict[str, str], path: str 
         while chunk := sock.recv(65536):
             answer += chunk
     return answer
+
+
+def _oversized_head(port: int) -> bytes:
+    """The head of a POST announcing OVERSIZED_BYTES (no credentials: the size is refused first)."""
+    return (f"POST /pypi/{FEED}/legacy/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Length: {OVERSIZED_BYTES}\r\n\r\n").encode()
 
 
 def _status(answer: bytes) -> int:
@@ -98,6 +106,40 @@ def test_a_chunked_body_is_cut_off_once_it_passes_the_cap(server: tuple[int, int
                 sock.sendall(framed)
         answer = sock.recv(65536)
     assert _status(answer) == 413, answer
+
+
+def test_after_a_refusal_the_server_keeps_reading_a_while_so_the_client_is_not_reset(
+    server: tuple[int, int, Path],
+) -> None:
+    """A lingering close: the answer ends with a half-close, and what the client still sends is read and dropped
+    (a close with unread input would reset the connection, which can destroy the answer on a real network)."""
+    port, _, _ = server
+    with socket.create_connection(("127.0.0.1", port), timeout=REFUSAL_DEADLINE_SECONDS) as sock:
+        sock.sendall(_oversized_head(port))
+        answer = b""
+        while chunk := sock.recv(65536):  # until the server's half-close
+            answer += chunk
+        for _ in range(8):  # far more than the socket buffers hold: the server must be reading
+            sock.sendall(bytes(MIB))
+    assert _status(answer) == 413, answer
+
+
+def test_a_refused_connection_is_aborted_after_the_linger(server: tuple[int, int, Path]) -> None:
+    """A client that keeps sending after its refusal does not hold the connection: it is cut off."""
+    port, _, _ = server
+    with socket.create_connection(("127.0.0.1", port), timeout=REFUSAL_DEADLINE_SECONDS) as sock:
+        sock.sendall(_oversized_head(port))
+        while sock.recv(65536):
+            pass
+
+        def cut_off() -> bool:
+            try:
+                sock.sendall(bytes(1024))
+            except OSError:
+                return True
+            return False
+
+        wait_for(cut_off, timeout=LINGER_DEADLINE_SECONDS, what="the server to abort the refused connection")
 
 
 def test_an_anonymous_upload_sent_whole_by_a_client_gets_its_401(server: tuple[int, int, Path]) -> None:
