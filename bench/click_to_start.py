@@ -49,7 +49,7 @@ django.setup()
 from bench.wsclient import HttpSession, WebSocket  # noqa: E402
 from indexer.models import Trigger  # noqa: E402
 from indexer.triggers import trigger_create  # noqa: E402
-from tests.processes import ServiceProcess, free_port, manage, node_env, shell, stop, wait_for  # noqa: E402
+from tests.processes import WEB_SERVER, ServiceProcess, free_port, manage, node_env, shell, stop, wait_for  # noqa: E402
 
 HOST = "127.0.0.1"
 PASSWORD = "bench-click-pw"
@@ -164,7 +164,7 @@ def start_daphne(data_dir: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     log = (data_dir / "daphne.log").open("ab")
     process = subprocess.Popen(
-        [str(ROOT / ".venv/bin/daphne"), "-b", HOST, "-p", str(port), "proget_web.asgi:application"],
+        [*WEB_SERVER, "-b", HOST, "-p", str(port), "proget_web.asgi:application"],
         env=node_env(data_dir), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
     )
 

@@ -22,8 +22,6 @@ from proget_web.advanced_settings.selectors import setting_get
 
 logger = logging.getLogger(__name__)
 
-# The largest package file accepted. Real wheels are mostly < 10 MiB; PyPI's default cap is 100 MiB.
-MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 UPLOAD_PERMISSION = "feeds.upload_package"
 UPLOAD_ACTION = "file_upload"
 # A write that failed for want of room: the storage is full (507 Insufficient Storage), not the request wrong.

@@ -21,17 +21,15 @@ from django.views.decorators.http import require_POST
 
 from api.keys import request_key_user
 from feeds.access import BASIC_REALM, basic_auth_user
+from feeds.limits import MAX_UPLOAD_BYTES, MAX_UPLOAD_REQUEST_BYTES
 from feeds.selectors import feed_get
-from feeds.upload import MAX_UPLOAD_BYTES, UploadError, package_upload, upload_permitted
+from feeds.upload import UploadError, package_upload, upload_permitted
 from indexer.models import Trigger
 from indexer.trigger_requests import trigger_request
 from indexer.triggers import TriggerError
 
 logger = logging.getLogger(__name__)
 
-# Room for the form fields around the file (twine sends the README as `description`), bounded by
-# Django's DATA_UPLOAD_MAX_MEMORY_SIZE; a Content-Length above cap + this is refused before reading.
-FORM_OVERHEAD_BYTES = 16 * 1024 * 1024
 # The multipart field that carries the package file.
 CONTENT_FIELD = "content"
 
@@ -74,9 +72,8 @@ def _parse(request: HttpRequest) -> tuple[dict[str, str], TemporaryUploadedFile]
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         raise UploadError("bad Content-Length", status=400) from None
-    limit = MAX_UPLOAD_BYTES + FORM_OVERHEAD_BYTES
-    if length > limit:
-        raise UploadError(f"Content-Length {length} is over the limit of {limit} bytes", status=413)
+    if length > MAX_UPLOAD_REQUEST_BYTES:
+        raise UploadError(f"Content-Length {length} is over the limit of {MAX_UPLOAD_REQUEST_BYTES} bytes", status=413)
     handlers = [_SizeCap(request), TemporaryFileUploadHandler(request)]
     try:
         post, files = _StrictNames(request.META, request, handlers, request.encoding).parse()

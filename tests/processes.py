@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from proget_web.datadir import DATA_DIR_MODE, PRIVATE_FILE_MODE
@@ -138,12 +138,19 @@ class ServiceProcess:
         self.process.wait()
 
 
-def start_daphne(data_dir: Path, *, log: Path, **env: str) -> tuple[subprocess.Popen, int]:
-    """Start daphne for the node at `data_dir` on a free loopback port and wait until it accepts; (process, port)."""
+# The web server as the Procfile starts it (daphne, guarded: proget_web/serve.py); it takes daphne's arguments.
+WEB_SERVER = (sys.executable, "-m", "proget_web.serve")
+
+
+def start_daphne(
+    data_dir: Path, *, log: Path, server: Sequence[str] = WEB_SERVER, **env: str,
+) -> tuple[subprocess.Popen, int]:
+    """Start the web server (`server`, default the Procfile's) for the node at `data_dir` on a free loopback port
+    and wait until it accepts; (process, port)."""
     port = free_port()
     with log.open("ab") as output:  # the child keeps its own descriptor
         process = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "daphne"), "-b", "127.0.0.1", "-p", str(port), "proget_web.asgi:application"],
+            [*server, "-b", "127.0.0.1", "-p", str(port), "proget_web.asgi:application"],
             env=node_env(data_dir, **env), cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
         )
 

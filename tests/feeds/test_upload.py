@@ -188,8 +188,7 @@ def test_a_file_over_the_cap_is_refused_while_it_streams(
 def test_a_request_announcing_too_much_is_refused_before_it_is_read(
     feed: Feed, staff: User, built: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(views_upload, "MAX_UPLOAD_BYTES", 10)
-    monkeypatch.setattr(views_upload, "FORM_OVERHEAD_BYTES", 10)
+    monkeypatch.setattr(views_upload, "MAX_UPLOAD_REQUEST_BYTES", 20)
     response = upload(Client(), built)
     assert response.status_code == 413 and b"Content-Length" in response.content
 
