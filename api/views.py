@@ -19,6 +19,7 @@ from api.keys import api_key_actor, request_ip
 from api.metrics_access import metrics_ip_allowed
 from api.models import ApiKey
 from api.service import service_request
+from api.trigger_access import trigger_visible
 from feeds.selectors import feed_get
 from indexer.models import Trigger
 from indexer.trigger_requests import trigger_request
@@ -164,9 +165,9 @@ def feed_reindex_view(request: HttpRequest, *, key: ApiKey, feed: str) -> HttpRe
 
 @api_endpoint(scopes=["feeds:read", "feeds:reindex"], methods=["GET"])
 def trigger_view(request: HttpRequest, *, key: ApiKey, trigger_id: int) -> HttpResponse:
-    """One trigger: pending, running, done or failed, and what happened."""
+    """One trigger the key's owner may see (api.trigger_access): pending, running, done or failed, and what happened."""
     trigger = trigger_get(trigger_id=trigger_id) if 0 < trigger_id <= MAX_ID else None
-    if trigger is None:
+    if trigger is None or not trigger_visible(trigger=trigger, owner=key.owner):
         raise ApiError(f"no trigger {trigger_id} (finished triggers are deleted after a few days)", status=404)
     return JsonResponse(_trigger_json(trigger))
 
