@@ -173,7 +173,9 @@ PATHS: dict[str, Any] = {
         summary="One trigger (a reindex or run request) and what became of it.", scope="feeds:read or feeds:reindex",
         parameters=[{"name": "id", "in": "path", "required": True,
                      "schema": {"type": "integer", "format": "int64", "minimum": 1}}],
-        responses={"200": _json(_ref("Trigger"), "The trigger."), "404": _error("No such trigger.")},
+        responses={"200": _json(_ref("Trigger"), "The trigger."),
+                   "404": _error("No such trigger, or one the key's owner may not see (not their own, and no "
+                                 "view_service_status permission).")},
     )},
     "/metrics": {"get": {
         "summary": "Prometheus metrics of this web process and of the service node.",
