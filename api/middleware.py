@@ -1,9 +1,9 @@
 """The API answers in JSON, always: every answer under /api/ and /metrics that is an error is `{"error": "..."}`.
 
-Guarantees for those paths: a body over the API's limit is refused with 413 before any view reads it; HEAD is
-answered wherever GET is (the GET answer without its body); any error answer made outside api.endpoint (Django's
-404 and 500 pages, the CSRF page, a 405 from a decorator) is turned into the JSON error shape with its status and
-headers kept, and a 405's Allow header names HEAD beside GET.
+Guarantees for those paths: a body over the API's limit is refused with 413 (one without a length, 411) before
+any view reads it; HEAD is answered wherever GET is (the GET answer without its body); any error answer made
+outside api.endpoint (Django's 404 and 500 pages, the CSRF page, a 405 from a decorator) is turned into the JSON
+error shape with its status and headers kept, and a 405's Allow header names HEAD beside GET.
 """
 from __future__ import annotations
 
@@ -36,9 +36,15 @@ def body_limit() -> int:
     return MAX_BODY_BYTES if django_limit is None else min(MAX_BODY_BYTES, django_limit)
 
 
-def _too_large(request: HttpRequest) -> HttpResponse | None:
-    """413 when the declared body is over the API's limit (the view never reads it), else None."""
-    declared, limit = request.META.get("CONTENT_LENGTH") or "0", body_limit()
+def _body_refused(request: HttpRequest) -> HttpResponse | None:
+    """413 when the declared body is over the API's limit, 411 when a body comes without a length; else None.
+
+    Either way the view never reads the body. A chunked body is refused rather than measured: measuring it means
+    reading it, before any key is checked, and every API client sends a Content-Length for a small body.
+    """
+    declared, limit = request.META.get("CONTENT_LENGTH") or "", body_limit()
+    if not declared and "HTTP_TRANSFER_ENCODING" in request.META:
+        return ApiError("a body needs a Content-Length here (chunked bodies are not taken)", status=411).response()
     if declared.isdigit() and int(declared) > limit:
         return ApiError(f"the body is larger than {limit} bytes", status=413).response()
     return None
@@ -91,14 +97,14 @@ class ApiJsonMiddleware:
         if not is_api_path(request.path):
             return self.get_response(request)
         head = self._before(request)
-        refused = _too_large(request)
+        refused = _body_refused(request)
         return self._after(refused or self.get_response(request), head=head)
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
         if not is_api_path(request.path):
             return await self.get_response(request)
         head = self._before(request)
-        refused = _too_large(request)
+        refused = _body_refused(request)
         return self._after(refused or await self.get_response(request), head=head)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

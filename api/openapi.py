@@ -41,7 +41,9 @@ BAD_REQUEST = _error("The request is malformed or a value is refused; the messag
 UNREACHABLE = _error("The service node is not reachable (Retry-After), or the messenger is misconfigured.",
                      **{"Retry-After": "seconds to wait, sent only when retrying can help"})
 BAD_GATEWAY = _error("The service node refused the request.")
-TOO_LARGE = _error("The body is larger than the API takes (64 KiB, by its Content-Length); refused unread.")
+# A POST's body: judged by its Content-Length before any view reads it (api.middleware).
+BODY_ERRORS = {"411": _error("A body without Content-Length (chunked); refused unread."),
+               "413": _error("The body is larger than the API takes (64 KiB, by its Content-Length); refused unread.")}
 AUTH_ERRORS = {"401": UNAUTHORIZED, "403": FORBIDDEN, "405": NOT_ALLOWED}
 
 
@@ -55,7 +57,7 @@ def _runner_action(summary: str, ok: dict[str, Any], *extra: tuple[str, dict[str
         summary=summary, scope="service:control",
         parameters=[{"name": "name", "in": "path", "required": True, "description": "runner name, e.g. Feed Indexing",
                      "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
-        responses={"200": ok, "400": BAD_REQUEST, "404": _error("No runner of that name."), "413": TOO_LARGE,
+        responses={"200": ok, "400": BAD_REQUEST, "404": _error("No runner of that name."), **BODY_ERRORS,
                    "502": BAD_GATEWAY, "503": UNREACHABLE, **dict(extra)},
     )}
 
@@ -145,7 +147,7 @@ PATHS: dict[str, Any] = {
             "application/json": {"schema": _ref("SettingChange")},
             "application/x-www-form-urlencoded": {"schema": _ref("SettingChange")}}},
         responses={"200": _json(_ref("SettingChanged"), "Stored (or already that value)."), "400": BAD_REQUEST,
-                   "413": TOO_LARGE},
+                   **BODY_ERRORS},
     )},
     "/api/service/status": {"get": _operation(
         summary="The service node's status snapshot: identity, messenger counters, runners, recent log lines.",
@@ -167,7 +169,7 @@ PATHS: dict[str, Any] = {
         scope="feeds:reindex",
         parameters=[{"name": "feed", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}],
         responses={"202": _json(_ref("ReindexRequested"), "Requested; follow it at /api/triggers/{id}."),
-                   "400": BAD_REQUEST, "404": _error("No feed of that name."), "413": TOO_LARGE},
+                   "400": BAD_REQUEST, "404": _error("No feed of that name."), **BODY_ERRORS},
     )},
     "/api/triggers/{id}": {"get": _operation(
         summary="One trigger (a reindex or run request) and what became of it.", scope="feeds:read or feeds:reindex",

@@ -27,7 +27,8 @@ def _error(response) -> str:
 
 @pytest.mark.slow
 def test_a_body_over_the_limit_is_413_json_through_daphne(tmp_path: Path) -> None:
-    """Daphne hands any body to Django; the API refuses one over its limit with 413 JSON, not Django's HTML 400."""
+    """Daphne hands any body to Django; the API refuses one over its limit with 413 JSON, not Django's HTML 400,
+    and a chunked one (no length to judge it by) with 411 JSON."""
     migrate(tmp_path)
     daphne, port = start_daphne(tmp_path, log=tmp_path / "daphne.log")
     try:
@@ -41,6 +42,13 @@ def test_a_body_over_the_limit_is_413_json_through_daphne(tmp_path: Path) -> Non
             assert response.status == 413, (size, response.status, body[:300])
             assert response.getheader("Content-Type") == "application/json"
             assert str(MAX_BODY_BYTES) in json.loads(body)["error"]
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        chunks = [b"{", b" " * 8192, b"}"]  # no Content-Length: measuring it would mean reading it, keyless
+        connection.request("POST", "/api/settings/set", body=iter(chunks), encode_chunked=True,
+                           headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+        response = connection.getresponse()
+        assert response.status == 411 and "Content-Length" in json.loads(response.read())["error"]
+        connection.close()
     finally:
         stop(daphne)
 
