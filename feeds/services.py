@@ -15,7 +15,7 @@ from feeds.models import Feed
 from feeds.naming import feed_name_validate
 from proget_web.advanced_settings.registry import SettingValueError
 from proget_web.advanced_settings.selectors import setting_get
-from proget_web.paths import DATA_PACKAGES_FOLDER, configured_path_check, data_dir, paths_overlap
+from proget_web.paths import DATA_PACKAGES_FOLDER, configured_path_check, data_folder, paths_overlap
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ def drop_path_problem(*, drop_path: str, feed_name: str, storage: Path) -> str |
         return str(exc)
     if paths_overlap(path, storage):  # "already stored" would delete the stored file
         return f"the drop path must not be inside the feed's own folder or contain it ({storage})"
-    if paths_overlap(path, data_dir()):
-        return f"the drop path must be outside the data folder and not contain it ({data_dir()})"
+    if paths_overlap(path, data_folder()):
+        return f"the drop path must be outside the data folder and not contain it ({data_folder()})"
     try:
         root: Path | None = packages_root()
     except FeedError:
@@ -68,9 +68,10 @@ def _feed_rules_check(*, name: str, storage: Path, keep_latest: int, drop_path: 
     """The rules a feed's retention and drop path follow, on create and on edit; raises FeedError."""
     if keep_latest < 0:
         raise FeedError("the number of versions to keep must be 0 (keep all) or more")
-    problem = drop_path and drop_path_problem(drop_path=drop_path, feed_name=name, storage=storage)
-    if problem:
-        raise FeedError(problem)
+    if drop_path:
+        problem = drop_path_problem(drop_path=drop_path, feed_name=name, storage=storage)
+        if problem:
+            raise FeedError(problem)
 
 
 @transaction.atomic

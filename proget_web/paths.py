@@ -43,7 +43,7 @@ def paths_overlap(first: Path | str, second: Path | str) -> bool:
     return a.is_relative_to(b) or b.is_relative_to(a)
 
 
-def data_dir() -> Path:
+def data_folder() -> Path:
     """The node's data folder, read lazily (tests and deployments set it per process)."""
     return real(settings.DATA_DIR)
 
@@ -55,7 +55,7 @@ def packages_root_check(text: str) -> Path:
     stored on it), and any folder inside it but outside its own packages folder.
     """
     path = configured_path_check(text, what="Storage.PackagesRootPath")
-    data, root = data_dir(), real(path)
+    data, root = data_folder(), real(path)
     if data.is_relative_to(root):
         raise ValueError(f"Storage.PackagesRootPath must not be the data folder or contain it ({data})")
     if root.is_relative_to(data) and not root.is_relative_to(data / DATA_PACKAGES_FOLDER):
