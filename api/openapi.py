@@ -36,11 +36,14 @@ def _error(description: str, **headers: str) -> dict[str, Any]:
 UNAUTHORIZED = _error("No API key, or an invalid, revoked or expired one.",
                       **{"WWW-Authenticate": "Basic realm=\"api\": the key may also be sent as basic-auth password"})
 FORBIDDEN = _error("The API key lacks the scope this endpoint needs.")
-NOT_ALLOWED = _error("Method not allowed.", Allow="the allowed methods")
+NOT_ALLOWED = _error("Method not allowed.", Allow="the allowed methods (HEAD wherever GET is)")
 BAD_REQUEST = _error("The request is malformed or a value is refused; the message says which and why.")
 UNREACHABLE = _error("The service node is not reachable (Retry-After), or the messenger is misconfigured.",
                      **{"Retry-After": "seconds to wait, sent only when retrying can help"})
 BAD_GATEWAY = _error("The service node refused the request.")
+# A POST's body: judged by its Content-Length before any view reads it (api.middleware).
+BODY_ERRORS = {"411": _error("A body without Content-Length (chunked); refused unread."),
+               "413": _error("The body is larger than the API takes (64 KiB, by its Content-Length); refused unread.")}
 AUTH_ERRORS = {"401": UNAUTHORIZED, "403": FORBIDDEN, "405": NOT_ALLOWED}
 
 
@@ -54,8 +57,8 @@ def _runner_action(summary: str, ok: dict[str, Any], *extra: tuple[str, dict[str
         summary=summary, scope="service:control",
         parameters=[{"name": "name", "in": "path", "required": True, "description": "runner name, e.g. Feed Indexing",
                      "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
-        responses={"200": ok, "400": BAD_REQUEST, "404": _error("No runner of that name."), "502": BAD_GATEWAY,
-                   "503": UNREACHABLE, **dict(extra)},
+        responses={"200": ok, "400": BAD_REQUEST, "404": _error("No runner of that name."), **BODY_ERRORS,
+                   "502": BAD_GATEWAY, "503": UNREACHABLE, **dict(extra)},
     )}
 
 
@@ -131,9 +134,11 @@ PATHS: dict[str, Any] = {
                                   "responses": {"200": _json({"type": "object"}, "The OpenAPI description.")}}},
     "/api/settings/list": {"get": _operation(
         summary="Every Advanced Setting (secrets masked).", scope="settings:read",
-        parameters=[{"name": "showAll", "in": "query", "required": False, "description": "include hidden settings",
+        parameters=[{"name": "showAll", "in": "query", "required": False,
+                     "description": "include hidden settings: true or false (also 1/0, yes/no, any letter case)",
                      "schema": {"type": "boolean", "default": False}}],
-        responses={"200": _json(_ref("SettingsList"), "The settings in declaration order.")},
+        responses={"200": _json(_ref("SettingsList"), "The settings in declaration order."),
+                   "400": BAD_REQUEST},
     )},
     "/api/settings/set": {"post": _operation(
         summary="Change one setting: validated, stored, audited (source api) and applied like the page.",
@@ -141,7 +146,8 @@ PATHS: dict[str, Any] = {
         requestBody={"required": True, "content": {
             "application/json": {"schema": _ref("SettingChange")},
             "application/x-www-form-urlencoded": {"schema": _ref("SettingChange")}}},
-        responses={"200": _json(_ref("SettingChanged"), "Stored (or already that value)."), "400": BAD_REQUEST},
+        responses={"200": _json(_ref("SettingChanged"), "Stored (or already that value)."), "400": BAD_REQUEST,
+                   **BODY_ERRORS},
     )},
     "/api/service/status": {"get": _operation(
         summary="The service node's status snapshot: identity, messenger counters, runners, recent log lines.",
@@ -163,18 +169,21 @@ PATHS: dict[str, Any] = {
         scope="feeds:reindex",
         parameters=[{"name": "feed", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}],
         responses={"202": _json(_ref("ReindexRequested"), "Requested; follow it at /api/triggers/{id}."),
-                   "400": BAD_REQUEST, "404": _error("No feed of that name.")},
+                   "400": BAD_REQUEST, "404": _error("No feed of that name."), **BODY_ERRORS},
     )},
     "/api/triggers/{id}": {"get": _operation(
         summary="One trigger (a reindex or run request) and what became of it.", scope="feeds:read or feeds:reindex",
         parameters=[{"name": "id", "in": "path", "required": True,
                      "schema": {"type": "integer", "format": "int64", "minimum": 1}}],
-        responses={"200": _json(_ref("Trigger"), "The trigger."), "404": _error("No such trigger.")},
+        responses={"200": _json(_ref("Trigger"), "The trigger."),
+                   "404": _error("No such trigger, or one the key's owner may not see (not their own, and no "
+                                 "view_service_status permission).")},
     )},
     "/metrics": {"get": {
         "summary": "Prometheus metrics of this web process and of the service node.",
         "description": "Scope: `metrics:read`, or a client address in the setting Metrics.AllowedIps.",
-        "responses": {"200": {"description": "Prometheus text format 0.0.4.",
+        "responses": {"200": {"description": "Prometheus text format 0.0.4 "
+                              "(Content-Type `text/plain; version=0.0.4; charset=utf-8`).",
                               "content": {"text/plain": {"schema": {"type": "string"}}}},
                       "401": UNAUTHORIZED, "403": FORBIDDEN, "405": NOT_ALLOWED},
     }},
@@ -185,8 +194,9 @@ DESCRIPTION: dict[str, Any] = {
     "info": {
         "title": "Package server API",
         "version": proget_web.__version__,
-        "description": "Settings, service control, feed reindexing and metrics. Errors are JSON "
-        "`{\"error\": \"...\"}`. Scopes: " + "; ".join(f"`{name}` ({text})" for name, text in SCOPES) + ".",
+        "description": "Settings, service control, feed reindexing and metrics. Every error is JSON "
+        "`{\"error\": \"...\"}`, unknown paths (404) and server errors (500) included; HEAD is answered "
+        "wherever GET is. Scopes: " + "; ".join(f"`{name}` ({text})" for name, text in SCOPES) + ".",
     },
     "servers": [{"url": "/"}],
     "security": [{"apiKeyHeader": []}, {"basicAuth": []}],

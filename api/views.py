@@ -11,7 +11,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from api import metrics, openapi
 from api.endpoint import ApiError, api_endpoint, key_required, request_fields, service_unavailable, text_field
@@ -19,6 +19,7 @@ from api.keys import api_key_actor, request_ip
 from api.metrics_access import metrics_ip_allowed
 from api.models import ApiKey
 from api.service import service_request
+from api.trigger_access import trigger_visible
 from feeds.selectors import feed_get
 from indexer.models import Trigger
 from indexer.trigger_requests import trigger_request
@@ -38,6 +39,8 @@ MAX_ID = 2**63 - 1
 # The service's log lines a status request may ask for (the service itself caps it at 200).
 MAX_STATUS_LOGS = 200
 RUNNER_REQUESTS = {"run": "runner.run", "pause": "runner.pause", "resume": "runner.resume"}
+# The spellings of a boolean query parameter: OpenAPI's true/false, and 1/0, yes/no as people type them.
+FLAG_VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 def _service_reply(type: str, body: dict | None = None) -> dict:
@@ -54,12 +57,23 @@ def _service_reply(type: str, body: dict | None = None) -> dict:
         raise service_unavailable(f"messenger error: {exc}", retry=False) from None
 
 
+def _query_flag(request: HttpRequest, name: str, *, default: bool = False) -> bool:
+    """Boolean query parameter `name`; ApiError 400 for any value outside FLAG_VALUES (any letter case)."""
+    text = request.GET.get(name)
+    if text is None:
+        return default
+    try:
+        return FLAG_VALUES[text.lower()]
+    except KeyError:
+        raise ApiError(f"'{name}' must be true or false", status=400) from None
+
+
 # --- settings ---
 
 @api_endpoint(scopes=["settings:read"], methods=["GET"])
 def settings_list_view(request: HttpRequest, *, key: ApiKey) -> HttpResponse:
     """Every setting (hidden ones with ?showAll=true); secrets masked."""
-    show_all = request.GET.get("showAll", "false").lower() in {"1", "true", "yes"}
+    show_all = _query_flag(request, "showAll")
     settings = [
         {
             "name": view.definition.name,
@@ -148,15 +162,16 @@ def feed_reindex_view(request: HttpRequest, *, key: ApiKey, feed: str) -> HttpRe
 
 @api_endpoint(scopes=["feeds:read", "feeds:reindex"], methods=["GET"])
 def trigger_view(request: HttpRequest, *, key: ApiKey, trigger_id: int) -> HttpResponse:
-    """One trigger: pending, running, done or failed, and what happened."""
+    """One trigger the key's owner may see (api.trigger_access): pending, running, done or failed, and what happened."""
     trigger = trigger_get(trigger_id=trigger_id) if 0 < trigger_id <= MAX_ID else None
-    if trigger is None:
+    if trigger is None or not trigger_visible(trigger=trigger, owner=key.owner):
         raise ApiError(f"no trigger {trigger_id} (finished triggers are deleted after a few days)", status=404)
     return JsonResponse(_trigger_json(trigger))
 
 
 # --- the description, unknown paths, metrics ---
 
+@csrf_exempt  # a POST gets the JSON 405 (api.middleware), not the CSRF page
 @require_GET
 def openapi_view(request: HttpRequest) -> HttpResponse:
     """The OpenAPI description of this API (public: it holds no data)."""
@@ -181,6 +196,6 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     except ApiError as exc:
         response: HttpResponse = exc.response()
     else:
-        response = HttpResponse(generate_latest(metrics.REGISTRY), content_type=CONTENT_TYPE_LATEST)
+        response = HttpResponse(generate_latest(metrics.REGISTRY), content_type=CONTENT_TYPE_PLAIN_0_0_4)
     metrics.api_request_count(endpoint="metrics_view", status=response.status_code)
     return response

@@ -1,6 +1,7 @@
 """Importing the package files dropped into a feed's drop path: checked, stored atomically, then indexed.
 
-A file still being written is left for the next pass; one that fails the checks goes to
+Only files named like packages (wheels, sdists: feeds.metadata.package_kind) are touched; others stay where they
+are. A file still being written is left for the next pass; one that fails the checks goes to
 `<drop path>/rejected/` with `<file>.reason.txt` beside it. A file leaves the drop path only once it is
 stored or rejected, so nothing dropped is ever lost. Dot-names are skipped: write `.x.whl`, then rename.
 """
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from feeds.metadata import MetadataError
+from feeds.metadata import MetadataError, package_kind
 from feeds.models import Feed
 from feeds.placement import (
     TEMP_PREFIX,
@@ -25,6 +26,7 @@ from feeds.placement import (
     file_store,
     package_file_record,
 )
+from feeds.services import drop_path_problem
 from feeds.storage import Progress, files_in_turn
 
 logger = logging.getLogger(__name__)
@@ -68,14 +70,16 @@ def drop_path_import(
     if not feed.drop_path:
         return report
     drop = Path(feed.drop_path)
-    if drop.resolve().is_relative_to(feed.storage.resolve()):  # "already stored" would delete the stored file
-        report.problem = f"the drop path {drop} is inside the feed's own folder; not imported from"
+    problem = drop_path_problem(drop_path=feed.drop_path, feed_name=feed.name, storage=feed.storage)
+    if problem:  # set before the rule existed, or a folder moved since: the rule holds at every pass
+        report.problem = f"{problem}; not imported from"
         logger.warning("feed %s: %s", feed.name, report.problem)
         return report
     try:
         names = sorted(
             entry.name for entry in os.scandir(drop)
             if not entry.name.startswith(TEMP_PREFIX) and not entry.is_dir(follow_symlinks=False)
+            and package_kind(entry.name) is not None  # anything else is someone's file: never moved
         )
     except OSError as exc:
         report.problem = f"cannot list the drop path {drop}: {exc.strerror or exc}"

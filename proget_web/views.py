@@ -1,6 +1,8 @@
 """Top-level pages of the web node: the home page and /health."""
 from __future__ import annotations
 
+import logging
+
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError, connection
@@ -8,7 +10,15 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 import proget_web
+from api.keys import ApiKeyError, request_api_key
 from proget_web.service_probe import ServiceProbe, service_probe
+
+logger = logging.getLogger(__name__)
+
+# Who reads /health's reasons (raw database errors, socket paths under the data folder, the version): API keys
+# with this scope, and signed-in users with this permission (the Service Status page shows them the same things).
+HEALTH_DETAIL_SCOPE = "service:read"
+HEALTH_DETAIL_PERMISSION = "administration.view_service_status"
 
 
 def _database_ok() -> tuple[bool, str]:
@@ -20,21 +30,39 @@ def _database_ok() -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {exc}"[:200]
 
 
+def _health_details_allowed(request: HttpRequest) -> bool:
+    """Whether the request may read /health's details: a service:read key, or a user who may watch the service.
+
+    A refused key, or a database that cannot say (it is down), gets the public answer.
+    """
+    try:
+        key = request_api_key(request)
+        if key is not None:
+            return HEALTH_DETAIL_SCOPE in key.scopes
+        return request.user.has_perm(HEALTH_DETAIL_PERMISSION)
+    except (ApiKeyError, DatabaseError):
+        return False
+
+
 async def health(request: HttpRequest) -> JsonResponse:
-    """Machine-readable health: the web node, its database, and the service (contract: serviceStatus OK/Error)."""
+    """Machine-readable health: the web node, its database, and the service (contract: serviceStatus OK/Error).
+
+    The public answer is the status words only; the reasons go to the log and to `_health_details_allowed` readers.
+    """
     db_ok, db_detail = await sync_to_async(_database_ok)()
     try:
         probe = await service_probe()
     except DatabaseError as exc:  # the messenger's endpoint and key are settings in the database
         probe = ServiceProbe(ok=False, detail=f"unknown: the messenger settings cannot be read ({type(exc).__name__})")
-    body = {
-        "status": "OK" if db_ok else "Error",
-        "version": proget_web.__version__,
-        "database": {"status": "OK" if db_ok else "Error", "detail": db_detail},
-        "serviceStatus": "OK" if probe.ok else "Error",
-        "serviceDetail": probe.detail,
-        "serviceRoundTripMs": probe.rtt_ms,
-    }
+    if not db_ok:
+        logger.warning("health: database error: %s", db_detail)
+    if not probe.ok:
+        logger.info("health: service error: %s", probe.detail)
+    body: dict = {"status": "OK" if db_ok else "Error", "database": {"status": "OK" if db_ok else "Error"},
+                  "serviceStatus": "OK" if probe.ok else "Error"}
+    if await sync_to_async(_health_details_allowed)(request):
+        body["database"]["detail"] = db_detail
+        body.update(version=proget_web.__version__, serviceDetail=probe.detail, serviceRoundTripMs=probe.rtt_ms)
     return JsonResponse(body, status=200 if db_ok else 503)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from messenger.allowlist import parse_allowed_ips
 from messenger.endpoint import parse_endpoint
 from messenger.key_strength import parse_strong_key
+from proget_web.paths import packages_root_check
 
 
 class Kind(enum.Enum):
@@ -225,8 +226,10 @@ SETTINGS: tuple[Setting, ...] = (
         kind=Kind.TEXT,
         default="",
         description="The absolute path under which new feeds get their storage folder (<path>/<feed name>). "
-        "Empty uses the packages folder in the data directory. Existing feeds keep their folder.",
+        "Empty uses the packages folder in the data directory. Existing feeds keep their folder. Not the data "
+        "directory, a folder containing it, or a folder inside it other than its packages folder.",
         live=True,
+        validator=packages_root_check,
     ),
     Setting(
         name="Feeds.AnonymousRead",

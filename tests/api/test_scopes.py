@@ -30,8 +30,8 @@ UNRELATED_SCOPE = "feeds:upload"
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize(("method", "path", "scope", "body", "ok"), ENDPOINTS, ids=[e[1] for e in ENDPOINTS])
-def test_scope_matrix(method, path, scope, body, ok, case, make_key, service, feed) -> None:
-    trigger = Trigger.objects.create(kind=Trigger.Kind.FEED_REINDEX, target="main")
+def test_scope_matrix(method, path, scope, body, ok, case, make_key, owner, service, feed) -> None:
+    trigger = Trigger.objects.create(kind=Trigger.Kind.FEED_REINDEX, target="main", requested_by=owner.username)
     path = path.format(trigger=trigger.id)
     token = {
         "no key": None,

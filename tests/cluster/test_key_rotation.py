@@ -39,15 +39,14 @@ while time.time() < deadline:
     time.sleep(0.05)
 """
 
-# A web node's /health (ARGV[1]) in a loop: serviceStatus OK, or the error, one JSON line per request.
+# A web node's /health (ARGV[1]) in a loop, anonymous (status words only): OK, or an error, one JSON line per request.
 HEALTH = """
 import json, sys, time, urllib.request
 while True:
     try:
         with urllib.request.urlopen(sys.argv[1], timeout=5) as response:
             body = json.load(response)
-        ok = body["serviceStatus"] == "OK"
-        line = {"node": body["serviceDetail"]} if ok else {"error": body["serviceDetail"]}
+        line = {} if body["serviceStatus"] == "OK" else {"error": "serviceStatus Error (the reason: web log)"}
     except Exception as exc:
         line = {"error": str(exc)}
     print(json.dumps({"t": time.time(), **line}), flush=True)

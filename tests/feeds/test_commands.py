@@ -8,6 +8,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from feeds.models import Feed
+from proget_web.advanced_settings.models import SettingValue
+from proget_web.advanced_settings.registry import SettingValueError
 from proget_web.advanced_settings.services import setting_set
 
 pytestmark = pytest.mark.django_db
@@ -55,6 +57,9 @@ def test_names_are_unique_ignoring_case_and_delete_needs_a_feed() -> None:
 def test_a_relative_packages_root_or_drop_path_is_refused() -> None:
     with pytest.raises(CommandError, match="drop path must be an absolute path"):
         feeds("create", "a", "--drop-path", "drop")
-    setting_set(name="Storage.PackagesRootPath", value="relative/dir", actor="test", source="test")
+    with pytest.raises(SettingValueError, match="must be an absolute path"):
+        setting_set(name="Storage.PackagesRootPath", value="relative/dir", actor="test", source="test")
+    # A value stored before the setting was validated is checked again where it is used.
+    SettingValue.objects.filter(name="Storage.PackagesRootPath").update(value="relative/dir")
     with pytest.raises(CommandError, match="must be an absolute path"):
         feeds("create", "a")

@@ -101,14 +101,14 @@ def test_dot_names_are_a_writers_temps_and_never_touched(feed: Feed, drop: Path)
     assert report.summary().startswith("0 imported") and temp.exists() and rejected(drop) == {}
 
 
-def test_bad_files_go_to_rejected_with_their_reason(feed: Feed, drop: Path) -> None:
-    settled(written(drop / "notes.txt", b"hello"))
+def test_bad_package_files_go_to_rejected_with_their_reason(feed: Feed, drop: Path) -> None:
+    settled(written(drop / "notes.zip", b"hello"))
     settled(wheel(drop, "pkg-a", "1.0", metadata=metadata_text("pkg-a", "2.0")))
     settled(written(drop / "pkg_b-1.0-py3-none-any.whl", b"not a zip"))
     report = drop_path_import(feed=feed)
-    assert sorted(report.rejected) == ["notes.txt", "pkg_a-1.0-py3-none-any.whl", "pkg_b-1.0-py3-none-any.whl"]
+    assert sorted(report.rejected) == ["notes.zip", "pkg_a-1.0-py3-none-any.whl", "pkg_b-1.0-py3-none-any.whl"]
     reasons = rejected(drop)
-    assert "not a Python package file" in reasons["notes.txt"]
+    assert "invalid package file name" in reasons["notes.zip"]
     assert "metadata says 2.0" in reasons["pkg_a-1.0-py3-none-any.whl"]
     assert "damaged or truncated archive" in reasons["pkg_b-1.0-py3-none-any.whl"]
     assert sorted(path.name for path in drop.iterdir()) == ["rejected"]
@@ -169,10 +169,10 @@ def test_the_indexer_skips_a_dot_temp_in_storage(feed: Feed) -> None:
 
 def test_the_runner_imports_and_says_what_it_did(feed: Feed, drop: Path) -> None:
     settled(wheel(drop, "pkg-a", "1.0"))
-    settled(written(drop / "junk.bin", b"junk"))
+    settled(written(drop / "junk.tar.gz", b"junk"))
     [state] = async_to_sync(Scheduler([DropPathMonitor()], node="n1").run_once)()
     assert state.last_result == "ok", state.last_error
-    assert project_files(feed=feed, project="pkg-a") and "junk.bin" in rejected(drop)
+    assert project_files(feed=feed, project="pkg-a") and "junk.tar.gz" in rejected(drop)
     settled(wheel(drop, "pkg-b", "1.0"))
     ctx = SimpleNamespace(progress=lambda percent, message: None, stopping=False)
     note = DropPathMonitor().process_feed(feed="main", ctx=ctx)
