@@ -1,11 +1,13 @@
 """Which requests the web server refuses from their headers alone, before reading a byte of the body.
 
-A body over MAX_UPLOAD_REQUEST_BYTES is refused (413) on every route; a POST to the upload route that carries
+A body over MAX_UPLOAD_REQUEST_BYTES is refused (413) on every route (in JSON under the API, which always
+answers JSON); a POST to the upload route that carries
 no credentials at all (neither basic auth nor an X-ApiKey header) is refused (401). No I/O here: the server
 (proget_web.serve) hands in what it parsed and writes the answer this returns.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -30,13 +32,17 @@ class Refusal:
     status: int
     message: str
     challenge: str = ""
+    as_json: bool = False  # {"error": message}, as the JSON API answers every error
 
     def response(self) -> bytes:
         """The whole HTTP/1.1 response; it closes the connection (the body is never read)."""
-        body = f"{self.message}\n".encode()
+        if self.as_json:
+            body, content_type = json.dumps({"error": self.message}).encode(), "application/json"
+        else:
+            body, content_type = f"{self.message}\n".encode(), "text/plain; charset=utf-8"
         headers = [
             f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}",
-            "Content-Type: text/plain; charset=utf-8",
+            f"Content-Type: {content_type}",
             f"Content-Length: {len(body)}",
             "Connection: close",
         ]
@@ -45,18 +51,29 @@ class Refusal:
         return "\r\n".join(headers).encode("latin-1") + b"\r\n\r\n" + body
 
 
-def _too_large(size: int) -> Refusal:
-    return Refusal(status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+def _path(target: bytes) -> str | None:
+    """The decoded path of a request target (path and query, as sent); None when it is not ASCII."""
+    try:
+        return unquote(target.split(b"?", 1)[0].decode("ascii"))
+    except UnicodeDecodeError:
+        return None
+
+
+def _too_large(size: int, target: bytes) -> Refusal:
+    from api.middleware import is_api_path  # here, not above: it needs Django's settings, loaded after this module
+
+    path = _path(target)
+    return Refusal(status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE, as_json=path is not None and is_api_path(path),
                    message=f"the request body ({size} bytes or more) is over the limit of "
                            f"{MAX_UPLOAD_REQUEST_BYTES} bytes")
 
 
 def _is_upload_route(target: bytes) -> bool:
-    """Whether the request target (path and query, as sent) is the upload route in Django's URL map."""
+    """Whether the request target is the upload route in Django's URL map."""
+    path = _path(target)
     try:
-        path = unquote(target.split(b"?", 1)[0].decode("ascii"))
-        return resolve(path).view_name == UPLOAD_VIEW
-    except (UnicodeDecodeError, Resolver404):
+        return path is not None and resolve(path).view_name == UPLOAD_VIEW
+    except Resolver404:
         return False
 
 
@@ -66,7 +83,7 @@ def header_refusal(
     """The refusal of a request with this request line, Content-Length (None: chunked or none) and these
     (lower-case) header names; None when its body may be read."""
     if length is not None and length > MAX_UPLOAD_REQUEST_BYTES:
-        return _too_large(length)
+        return _too_large(length, target)
     if method.upper() == b"POST" and CREDENTIAL_HEADERS.isdisjoint(header_names) and _is_upload_route(target):
         from feeds.access import BASIC_REALM  # here, not above: it needs Django's apps, loaded after this module
 
@@ -76,6 +93,6 @@ def header_refusal(
     return None
 
 
-def body_refusal(*, received: int) -> Refusal | None:
+def body_refusal(*, target: bytes, received: int) -> Refusal | None:
     """The refusal of a body once `received` bytes of it have come in (chunked bodies announce no length)."""
-    return _too_large(received) if received > MAX_UPLOAD_REQUEST_BYTES else None
+    return _too_large(received, target) if received > MAX_UPLOAD_REQUEST_BYTES else None

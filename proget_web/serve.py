@@ -81,7 +81,7 @@ class GuardedRequest(WebRequest):
         if self.refused:
             return
         self.received += len(data)
-        refusal = body_refusal(received=self.received)
+        refusal = body_refusal(target=self.channel._path, received=self.received)
         if refusal is not None:
             self._refuse(refusal)
         else:

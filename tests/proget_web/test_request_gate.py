@@ -1,6 +1,7 @@
 """The gate that refuses a request from its headers alone (proget_web.request_gate), without a server."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -24,6 +25,18 @@ def refusal_status(*, method: bytes = b"POST", target: bytes = UPLOAD, length: i
 def test_a_body_over_the_cap_is_413_on_every_route(target: bytes) -> None:
     assert refusal_status(target=target, length=MAX_UPLOAD_REQUEST_BYTES + 1) == 413
     assert refusal_status(target=target, length=MAX_UPLOAD_REQUEST_BYTES) is None
+
+
+@pytest.mark.parametrize("target", [b"/api/feeds", b"/api/settings/set?x=1", b"/metrics"])
+def test_the_api_is_refused_in_json_like_its_other_errors(target: bytes) -> None:
+    for refusal in (header_refusal(method=b"POST", target=target, length=MAX_UPLOAD_REQUEST_BYTES + 1,
+                                   header_names=set()),
+                    body_refusal(target=target, received=MAX_UPLOAD_REQUEST_BYTES + 1)):
+        head, _, body = refusal.response().partition(b"\r\n\r\n")
+        assert b"\r\nContent-Type: application/json\r\n" in head
+        assert json.loads(body)["error"].startswith("the request body")
+    pages = header_refusal(method=b"POST", target=UPLOAD, length=MAX_UPLOAD_REQUEST_BYTES + 1, header_names=set())
+    assert b"Content-Type: text/plain" in pages.response()
 
 
 @pytest.mark.parametrize("target", [UPLOAD, b"/pypi/main/legacy/?x=1", b"/pypi/m%61in/legacy/"])
@@ -50,8 +63,8 @@ def test_anonymous_requests_elsewhere_are_left_to_the_app(method: bytes, target:
 
 
 def test_a_chunked_body_is_refused_once_it_passes_the_cap() -> None:
-    assert body_refusal(received=MAX_UPLOAD_REQUEST_BYTES) is None
-    refusal = body_refusal(received=MAX_UPLOAD_REQUEST_BYTES + 1)
+    assert body_refusal(target=UPLOAD, received=MAX_UPLOAD_REQUEST_BYTES) is None
+    refusal = body_refusal(target=UPLOAD, received=MAX_UPLOAD_REQUEST_BYTES + 1)
     assert refusal is not None and refusal.status == 413
     response = refusal.response()
     assert response.startswith(b"HTTP/1.1 413 ") and b"WWW-Authenticate" not in response
