@@ -61,6 +61,9 @@ class ServerLimits:
     max_handshaking: int = limits.MAX_HANDSHAKING
     max_handshaking_per_source: int = limits.MAX_HANDSHAKING_PER_SOURCE
     reject_log_interval: float = limits.REJECT_LOG_INTERVAL
+    max_streams: int = limits.MAX_STREAMS_PER_CONNECTION
+    max_requests_in_flight: int = limits.MAX_REQUESTS_IN_FLIGHT
+    max_output_bytes: int = limits.MAX_OUTPUT_BUFFER_BYTES
 
 
 _NO_STREAMS: Mapping[str, StreamHandler] = MappingProxyType({})
