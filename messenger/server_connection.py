@@ -354,8 +354,17 @@ class ServerConnection(asyncio.Protocol):
             self._handler_failed(request, exc)
 
     async def _reply_later(self, request: Request, awaitable: Awaitable[dict]) -> None:
+        slots = self._server.handler_slots
         try:
-            body = await awaitable
+            try:
+                await slots.acquire(self)  # its turn among the connections (messenger.fair)
+            except BaseException:
+                getattr(awaitable, "close", lambda: None)()  # never started: no "never awaited" warning
+                raise
+            try:
+                body = await awaitable
+            finally:
+                slots.release()
         except Exception as exc:  # noqa: BLE001
             self._handler_failed(request, exc)
         else:

@@ -4,6 +4,7 @@ never reads cannot make the server hold unbounded memory or starve the other con
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,11 +12,16 @@ from pathlib import Path
 import pytest
 from asgiref.sync import sync_to_async
 
-from messenger.limits import MAX_OUTPUT_BUFFER_BYTES, MAX_REQUESTS_IN_FLIGHT, MAX_STREAMS_PER_CONNECTION
+from messenger.limits import (
+    HANDLER_SLOTS,
+    MAX_OUTPUT_BUFFER_BYTES,
+    MAX_REQUESTS_IN_FLIGHT,
+    MAX_STREAMS_PER_CONNECTION,
+)
 from messenger.protocol import ErrorReply, Reply, StreamItem
 from messenger.server import RequestContext
 from tests.messenger.support import eventually, run
-from tests.messenger.test_server import handshake, ping, serving
+from tests.messenger.test_server import LIMITS, handshake, ping, serving
 
 # A status snapshot close to the frame cap: 100 of them are the ~100 MB of the issue.
 BIG = "x" * 900_000
@@ -97,8 +103,10 @@ def test_requests_beyond_the_in_flight_cap_wait_and_all_get_their_reply(transpor
         running -= 1
         return {"n": body["n"]}
 
+    limits = dataclasses.replace(LIMITS, handler_slots=10 * MAX_REQUESTS_IN_FLIGHT)  # the per-connection cap binds
+
     async def main() -> None:
-        async with serving(transport, tmp_path, handlers={"ping": ping, "trigger.nudge": work}) as h:
+        async with serving(transport, tmp_path, handlers={"ping": ping, "trigger.nudge": work}, limits=limits) as h:
             peer = await handshake(h)
             count = 5 * MAX_REQUESTS_IN_FLIGHT
             peer.writer.write(b"".join(
@@ -145,5 +153,37 @@ def test_a_flood_of_pipelined_requests_does_not_starve_another_client(transport:
             finally:
                 await client.close()
             assert started < FLOOD  # the flood was still under way: the answer did not wait for its end
+
+    run(main())
+
+
+def test_handlers_are_shared_round_robin_between_connections(transport: str, tmp_path: Path) -> None:
+    """Two peers keep MAX_REQUESTS_IN_FLIGHT requests each queued: a third one's request waits for about one
+    database job per connection, not for everything the floods queued in the shared thread."""
+    done: list[str] = []  # who ran each database job, in order
+
+    def db_job(who: str) -> None:
+        time.sleep(DB_WORK_SECONDS)
+        done.append(who)
+
+    async def job(body: dict, context: RequestContext) -> dict:
+        await sync_to_async(db_job)(body["who"])
+        return {}
+
+    async def main() -> None:
+        async with serving(transport, tmp_path, handlers={"ping": ping, "runner.run": job}) as h:
+            floods = [await handshake(h) for _ in range(2)]
+            for n, flood in enumerate(floods):
+                flood.writer.write(b"".join(flood.conn.send_request(id=i, type="runner.run", body={"who": f"f{n}"})
+                                            for i in range(1, FLOOD + 1)))
+            await eventually(lambda: len(done) >= 2 * HANDLER_SLOTS)
+            client = h.client()
+            try:
+                asked = len(done)
+                await client.request("runner.run", {"who": "other"}, timeout=PROMPT_SECONDS)
+            finally:
+                await client.close()
+            ahead = done.index("other") - asked
+            assert ahead <= HANDLER_SLOTS + 2, f"{ahead} flood jobs ran before the other client's"
 
     run(main())
