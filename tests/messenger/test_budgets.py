@@ -187,3 +187,37 @@ def test_handlers_are_shared_round_robin_between_connections(transport: str, tmp
             assert ahead <= HANDLER_SLOTS + 2, f"{ahead} flood jobs ran before the other client's"
 
     run(main())
+
+
+def test_a_stream_asks_for_its_first_item_only_while_the_peer_reads(tmp_path: Path) -> None:
+    """With the stream cap out of the way, 100 subscribes on a connection that does not read make only the
+    snapshots that fit before backpressure; the rest are made, and all delivered, once the peer reads."""
+    snapshots = 0
+    count = 100
+
+    async def status(body: dict, context: RequestContext) -> AsyncIterator[dict]:
+        nonlocal snapshots
+        snapshots += 1
+        yield {"snapshot": "x" * 300_000}
+        await asyncio.Event().wait()
+
+    limits = dataclasses.replace(LIMITS, max_streams=count)
+
+    async def main() -> None:
+        async with serving("pipe", tmp_path, stream_handlers={"status.subscribe": status}, limits=limits) as h:
+            peer = await handshake(h)
+            peer.writer.write(b"".join(
+                peer.conn.send_request(id=i, type="status.subscribe", body={}) for i in range(1, count + 1)
+            ))
+            await eventually(lambda: h.server.stats.frames_in == count and snapshots >= 1)
+            for _ in range(20):  # every stream task gets its turns on the loop
+                await asyncio.sleep(0)
+            assert snapshots <= 3  # one write batch, then the transport's high-water mark stops the rest
+
+            items = set()
+            while len(items) < count:
+                items.update(event.id for event in peer.conn.receive_data(await peer.read_frame())
+                             if isinstance(event, StreamItem))
+            assert snapshots == count
+
+    run(main())
