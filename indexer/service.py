@@ -9,15 +9,19 @@ lease and removes the messenger's socket file.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import logging
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections, connections
 
 import proget_web
 from indexer.lease import (
@@ -73,6 +77,12 @@ async def _primary_gate(ctx: RunContext) -> None:
         await asyncio.sleep(0.05)
 
 
+def _on_lease_connection(function: Callable[..., Any], /, **kwargs: Any) -> Any:
+    """Run `function` on the lease thread, first dropping its database connection if it broke or aged out."""
+    close_old_connections()
+    return function(**kwargs)
+
+
 def _read_settings() -> tuple[MessengerSettings, int, str]:
     """Messenger settings, the settings version they belong to, and the log level (one DB round)."""
     messenger = messenger_settings()  # may create the key, which bumps the version: read that afterwards
@@ -92,6 +102,10 @@ class ServiceNode:
         self._log_level = log_level
         self._stop = asyncio.Event()
         self._apply_lock = asyncio.Lock()
+        self._apply_queued = False  # an apply_settings_soon() waits to start: later nudges share it
+        # The lease is renewed on its own thread, hence its own database connection: work of the peers (nudges,
+        # actions) queues on asgiref's shared thread and can never hold a renewal up (issue 12).
+        self._lease_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease")
         self._background: set[asyncio.Task] = set()
         self._running: set[str] = set()
         self.role = STANDBY
@@ -208,11 +222,18 @@ class ServiceNode:
                 token = self.lease_token
                 await self._end_term(f"service node {state}", grace=SHUTDOWN_GRACE_SECONDS)
                 if token is not None:
-                    await sync_to_async(lease_release)(node=settings.NODE_NAME, token=token)
+                    await self._on_lease_thread(lease_release, node=settings.NODE_NAME, token=token)
         finally:
             term_leave(node=settings.NODE_NAME)
             await self.server.close()
             root.removeHandler(self.log_handler)
+            await self._on_lease_thread(connections.close_all)
+            self._lease_thread.shutdown()
+
+    async def _on_lease_thread(self, function: Callable[..., Any], /, **kwargs: Any) -> Any:
+        """Run the database function on the lease's own thread and connection."""
+        call = functools.partial(_on_lease_connection, function, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._lease_thread, call)
 
     # -- the primary lease -------------------------------------------------------------------------
 
@@ -222,13 +243,13 @@ class ServiceNode:
         timing = LeaseTiming(heartbeat=3.0, stale=10.0)  # the settings' defaults, until they can be read
         while True:
             try:
-                timing = await sync_to_async(lease_timing)()
+                timing = await self._on_lease_thread(lease_timing)
             except Exception as exc:
                 logger.error("lease timing not read, keeping %s: %s", timing, exc)
             asked = time.monotonic()
             try:
-                held: LeaseHeld | None = await sync_to_async(lease_acquire)(
-                    node=settings.NODE_NAME, token=self.lease_token, stale_seconds=timing.stale
+                held: LeaseHeld | None = await self._on_lease_thread(
+                    lease_acquire, node=settings.NODE_NAME, token=self.lease_token, stale_seconds=timing.stale
                 )
             except Exception as exc:  # the database is unreachable: keep the term only while it is trusted
                 logger.error("primary lease not renewed: %s", exc)
@@ -236,7 +257,7 @@ class ServiceNode:
                     await self._end_term("the lease could not be renewed before it went stale")
             else:
                 if held is None and self.lease_token is not None:
-                    lease = await sync_to_async(lease_get)()
+                    lease = await self._on_lease_thread(lease_get)
                     who = f"{lease.holder} (token {lease.token})" if lease else "nobody"
                     await self._end_term(f"the lease (token {self.lease_token}) is now held by {who}")
                 elif held is not None:
@@ -248,7 +269,8 @@ class ServiceNode:
                     else:
                         term_set(node=settings.NODE_NAME, token=held.token, trusted_until=trusted_until)
             try:
-                await sync_to_async(node_heartbeat)(identity=self.identity(), settings_version=self.settings_version)
+                await self._on_lease_thread(node_heartbeat, identity=self.identity(),
+                                            settings_version=self.settings_version)
             except Exception as exc:
                 logger.error("registry heartbeat not recorded: %s", exc)
             await asyncio.sleep(timing.heartbeat)
@@ -301,36 +323,51 @@ class ServiceNode:
                 logger.error("settings version not polled: %s", exc)
 
     def apply_settings_soon(self) -> None:
-        """Apply settings in the background (the caller's reply goes out first)."""
-        self._in_background(self.apply_settings())
+        """Apply settings in the background (the caller's reply goes out first).
+
+        Coalesced: while one apply waits to start, later calls share it (it reads the settings after them),
+        so a flood of config.changed costs one apply after the one under way, not one apply each.
+        """
+        if self._apply_queued:
+            return
+        self._apply_queued = True
+        self._in_background(self._apply_queued_settings())
+
+    async def _apply_queued_settings(self) -> None:
+        async with self._apply_lock:
+            self._apply_queued = False  # from here on a new call needs an apply of its own
+            await self._apply_settings_locked()
 
     async def apply_settings(self) -> dict:
         """Re-read the settings and apply what changed without a restart: key, allowlist, endpoint, log level."""
         async with self._apply_lock:
-            try:
-                new, version, log_level = await sync_to_async(_read_settings)()
-            except MessengerError as exc:
-                logger.error("settings not applied, the current messenger stays as it is: %s", exc)
-                return {"applied": False, "error": str(exc)}
-            applied = []
-            if (new.key, new.retired_keys) != (self.messenger.key, self.messenger.retired_keys):
-                self.server.set_key(new.key, new.retired_keys)  # cuts nothing in flight: see docs/messenger.md
-                applied.append("key" if new.key != self.messenger.key else "previous keys")
-            if new.allowed_ips != self.messenger.allowed_ips:
-                self.server.set_allowed_ips(new.allowed_ips)
-                applied.append("allowed-ips")
-            endpoint = self.messenger.endpoint
-            if new.endpoint != endpoint and await self._rebind(new):
-                endpoint = new.endpoint
-                applied.append("endpoint")
-            self.messenger = dataclasses.replace(new, endpoint=endpoint)
-            self._apply_log_level(log_level)
-            self.settings_version = version
-            self.scheduler.nudge()
-            await sync_to_async(node_settings_applied)(name=settings.NODE_NAME, version=version)
-            await sync_to_async(node_heartbeat)(identity=self.identity(), settings_version=version)
-            logger.info("settings version %s applied (%s)", version, ", ".join(applied) or "no messenger change")
-            return {"applied": True, "version": version, "changed": applied}
+            return await self._apply_settings_locked()
+
+    async def _apply_settings_locked(self) -> dict:
+        try:
+            new, version, log_level = await sync_to_async(_read_settings)()
+        except MessengerError as exc:
+            logger.error("settings not applied, the current messenger stays as it is: %s", exc)
+            return {"applied": False, "error": str(exc)}
+        applied = []
+        if (new.key, new.retired_keys) != (self.messenger.key, self.messenger.retired_keys):
+            self.server.set_key(new.key, new.retired_keys)  # cuts nothing in flight: see docs/messenger.md
+            applied.append("key" if new.key != self.messenger.key else "previous keys")
+        if new.allowed_ips != self.messenger.allowed_ips:
+            self.server.set_allowed_ips(new.allowed_ips)
+            applied.append("allowed-ips")
+        endpoint = self.messenger.endpoint
+        if new.endpoint != endpoint and await self._rebind(new):
+            endpoint = new.endpoint
+            applied.append("endpoint")
+        self.messenger = dataclasses.replace(new, endpoint=endpoint)
+        self._apply_log_level(log_level)
+        self.settings_version = version
+        self.scheduler.nudge()
+        await sync_to_async(node_settings_applied)(name=settings.NODE_NAME, version=version)
+        await sync_to_async(node_heartbeat)(identity=self.identity(), settings_version=version)
+        logger.info("settings version %s applied (%s)", version, ", ".join(applied) or "no messenger change")
+        return {"applied": True, "version": version, "changed": applied}
 
     async def _rebind(self, new: MessengerSettings) -> bool:
         """Move the messenger to the new endpoint; on failure go back to the old one and say why."""

@@ -8,12 +8,13 @@ waits forever; `state` always says whether the service is reachable and, if not,
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,9 @@ from messenger.protocol import Connection, Role
 __all__ = ["ClientState", "MessengerClient", "Subscription", "call"]
 
 logger = logging.getLogger(__name__)
+
+# Where `tcp://*:PORT` points (the primary's IP, None: unknown); an async one, awaited, never blocks the loop.
+Resolver = Callable[[], str | None] | Callable[[], Awaitable[str | None]]
 
 # Stream items a subscriber may fall behind by before the subscription is ended (bounded memory).
 MAX_STREAM_BACKLOG = 10_000
@@ -66,7 +70,7 @@ class MessengerClient:
         key: bytes,
         previous_keys: Sequence[bytes] = (),
         run_dir: Path,
-        resolver: Callable[[], str | None] | None = None,
+        resolver: Resolver | None = None,
         request_timeout: float = REQUEST_TIMEOUT,
         connect_timeout: float = CONNECT_TIMEOUT,
         keepalive_interval: float = KEEPALIVE_INTERVAL,
@@ -232,6 +236,8 @@ class MessengerClient:
         host = endpoint.host if path is None and not endpoint.is_any_host else None
         if path is None and host is None:
             host = self._resolver() if self._resolver is not None else None
+            if inspect.isawaitable(host):  # an async resolver (messenger.config.local_resolver_async)
+                host = await host
             if host is None:
                 raise MessengerUnavailable("no primary service node is known")
         if path is not None:
@@ -492,7 +498,7 @@ def call(
     type: str,
     body: dict | None = None,
     timeout: float = REQUEST_TIMEOUT,
-    resolver: Callable[[], str | None] | None = None,
+    resolver: Resolver | None = None,
 ) -> dict[str, Any]:
     """One request from synchronous code (management commands): connect, ask, close."""
 

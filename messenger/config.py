@@ -10,6 +10,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -114,35 +115,70 @@ def _primary_address() -> str | None:
     return primary_address()
 
 
-# The MessengerClient calls the resolver inside its event loop, where Django refuses ORM calls: the lookup
-# runs on this one worker thread (one database connection per process), and the loop waits for it.
+# Django refuses ORM calls inside an event loop: a loop's lookup runs on this one worker thread (one database
+# connection per process) and the loop awaits it, never blocks on it.
 _resolver_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="messenger-resolver")
 # A connect attempt waits this long at most for the lookup, then falls back to this machine.
 RESOLVE_TIMEOUT = 2.0
+_lookup_lock = threading.Lock()
+_lookup: concurrent.futures.Future[str | None] | None = None  # the lookup under way, shared by every caller
+_last_address: str | None = None  # what the last resolve answered (None: no resolve yet)
+
+
+def _fallback() -> str:
+    return settings.NODE_IP or "127.0.0.1"
+
+
+def _answer(address: str | None) -> str:
+    global _last_address
+    _last_address = address or _fallback()
+    return _last_address
 
 
 def local_resolver() -> str:
-    """Resolve `tcp://*:PORT` to the primary service node's registered IP (indexer.cluster).
+    """Resolve `tcp://*:PORT` to the primary service node's registered IP (indexer.cluster); synchronous code only.
 
     Falls back to this machine (PROGET_NODE_IP, else loopback) only while no lease holder has registered
-    an IP, or the database cannot be read. Called on every connect attempt, so a web node that lost its
-    connection reaches the new primary after a failover without a restart. Safe from sync and async code.
+    an IP, or the database cannot be read. Inside an event loop use local_resolver_async (this would block it).
     """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        in_loop = False
+        pass
     else:
-        in_loop = True
+        raise MessengerError("local_resolver() would block the event loop: use local_resolver_async")
     try:
-        if in_loop:
-            address = _resolver_thread.submit(_primary_address).result(timeout=RESOLVE_TIMEOUT)
-        else:
-            address = _primary_address()
+        address = _primary_address()
     except Exception as exc:
         logger.warning("cannot look up the primary service node (%s); trying this machine", exc)
         address = None
-    return address or settings.NODE_IP or "127.0.0.1"
+    return _answer(address)
+
+
+async def local_resolver_async() -> str:
+    """local_resolver for a MessengerClient: awaits the lookup (at most RESOLVE_TIMEOUT), never blocks the loop.
+
+    Called on every connect attempt, so a web node that lost its connection reaches the new primary after a
+    failover without a restart. Concurrent attempts share one lookup, so a stalled database never piles them up.
+    """
+    global _lookup
+    with _lookup_lock:
+        if _lookup is None or _lookup.done():
+            _lookup = _resolver_thread.submit(_primary_address)
+        lookup = asyncio.wrap_future(_lookup)
+    try:
+        # shield: a caller that gives up must not cancel the lookup the others share
+        address = await asyncio.wait_for(asyncio.shield(lookup), RESOLVE_TIMEOUT)
+    except Exception as exc:
+        logger.warning("cannot look up the primary service node (%s); trying this machine",
+                       exc or f"no answer within {RESOLVE_TIMEOUT:g} s")
+        address = None
+    return _answer(address)
+
+
+def last_resolved_address() -> str:
+    """Where `tcp://*:PORT` pointed at the last resolve (this machine before any): for display, never a lookup."""
+    return _last_address or _fallback()
 
 
 def service_call(
@@ -151,7 +187,7 @@ def service_call(
     """One request to the service from synchronous code, with this cluster's settings (or `config`)."""
     config = config or messenger_settings()
     return call(endpoint=config.endpoint, key=config.key, previous_keys=config.previous_keys, run_dir=config.run_dir,
-                resolver=local_resolver, type=type, body=body, timeout=timeout)
+                resolver=local_resolver_async, type=type, body=body, timeout=timeout)
 
 
 def config_changed_notify(*, previous: MessengerSettings | None, timeout: float = 2.0) -> str:

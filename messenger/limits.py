@@ -89,3 +89,21 @@ REJECT_LOG_INTERVAL = 60.0
 REJECT_LOG_MAX_KEYS = 16
 # Text a peer supplied (a runner name inside an error) is cut to this many characters before it is logged.
 MAX_LOGGED_PEER_TEXT = 200
+
+# --- per-connection budgets (one authenticated peer must not take the service from the others) ---
+
+# Streams open at once on one connection: a web process holds one status.subscribe (two for a moment while
+# it resubscribes); 4 leaves room for that and a diagnostic client, and bounds what one peer makes the
+# service hold and snapshot. A subscribe beyond it gets an ERROR reply.
+MAX_STREAMS_PER_CONNECTION = 4
+# Requests of one connection being handled at once: a web process sends a handful (actions, probes). Further
+# requests wait unread (reading pauses) until one finishes, so one peer holds at most this many jobs in the
+# service's shared database thread, and every other connection's job waits behind at most this many of its.
+MAX_REQUESTS_IN_FLIGHT = 16
+# Request handlers running at once across all connections (messenger.fair): the service's handlers do their
+# database work on one shared thread, so more only lengthen its queue; with 8, a request of a newcomer waits
+# for one handler of each connection ahead of it in the rotation, not for everything a flooding peer queued.
+HANDLER_SLOTS = 8
+# Bytes the service holds for a peer that does not read (replies already under way when backpressure began):
+# 4 max-size frames. A peer that lets more pile up is not reading at all; it is disconnected.
+MAX_OUTPUT_BUFFER_BYTES = 4 * MAX_FRAME_BYTES

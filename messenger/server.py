@@ -26,6 +26,7 @@ from messenger.allowlist import IPNetwork, ip_allowed
 from messenger.crypto import RetiredKey
 from messenger.endpoint import Endpoint, socket_path
 from messenger.errors import MessengerError
+from messenger.fair import FairSlots
 from messenger.limits import REJECT_LOG_MAX_KEYS
 from messenger.local_socket import run_dir_secure
 from messenger.protocol import Connection, Role
@@ -61,6 +62,10 @@ class ServerLimits:
     max_handshaking: int = limits.MAX_HANDSHAKING
     max_handshaking_per_source: int = limits.MAX_HANDSHAKING_PER_SOURCE
     reject_log_interval: float = limits.REJECT_LOG_INTERVAL
+    max_streams: int = limits.MAX_STREAMS_PER_CONNECTION
+    max_requests_in_flight: int = limits.MAX_REQUESTS_IN_FLIGHT
+    max_output_bytes: int = limits.MAX_OUTPUT_BUFFER_BYTES
+    handler_slots: int = limits.HANDLER_SLOTS
 
 
 _NO_STREAMS: Mapping[str, StreamHandler] = MappingProxyType({})
@@ -88,6 +93,7 @@ class MessengerServer:
         self.stream_handlers = dict(stream_handlers)
         self.allowed_ips: tuple[IPNetwork, ...] = tuple(allowed_ips)
         self.limits = limits
+        self.handler_slots = FairSlots(limits.handler_slots)  # shared by all connections, round-robin
         self.stats = ServerStats()
         self.connections: set[ServerConnection] = set()
         self.handshakes: HandshakeBudget[ServerConnection] = HandshakeBudget(

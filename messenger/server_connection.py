@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -118,6 +118,9 @@ class ServerConnection(asyncio.Protocol):
         self._drained: asyncio.Future[None] | None = None  # set while the transport's buffer is full
         self._out: list[bytes] | None = None  # frames queued for one write (see WRITE_BATCH_BYTES), in order
         self._out_bytes = 0
+        # Events held back while max_requests_in_flight requests run (reading is paused meanwhile), in order.
+        self._backlog: deque[object] = deque()
+        self._reading_paused = False
 
     # --- asyncio.Protocol ---
 
@@ -213,14 +216,29 @@ class ServerConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         # The peer does not read: stop reading its requests and let streams wait (bounded memory).
         self._drained = self._loop.create_future()
-        self._transport.pause_reading()  # type: ignore[union-attr]
+        self._sync_reading()
 
     def resume_writing(self) -> None:
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
         self._drained = None
-        if not self._closing:
+        self._sync_reading()
+
+    def _sync_reading(self) -> None:
+        """Read from the peer only while its replies drain and none of its requests waits for a free slot."""
+        paused = self._drained is not None or bool(self._backlog)
+        if paused is self._reading_paused or self._closing:
+            return
+        self._reading_paused = paused
+        if paused:
+            self._transport.pause_reading()  # type: ignore[union-attr]
+        else:
             self._transport.resume_reading()  # type: ignore[union-attr]
+
+    @property
+    def output_buffered(self) -> int:
+        """Bytes written for this peer that it has not taken yet (held by the service)."""
+        return self._transport.get_write_buffer_size()  # type: ignore[union-attr]
 
     # --- control from the server ---
 
@@ -286,6 +304,13 @@ class ServerConnection(asyncio.Protocol):
     def _handle(self, event: object) -> None:
         kind = type(event)
         self._stats.frames_in += kind is not HandshakeComplete
+        if self._backlog or (kind is Request and self._requests_in_flight >= self._limits.max_requests_in_flight):
+            self._backlog.append(event)  # after what is already held: the peer's order is kept
+            self._sync_reading()
+            return
+        self._dispatch(event, kind)
+
+    def _dispatch(self, event: object, kind: type) -> None:
         if kind is Request:
             if not self._retiring:  # a retired key gets nothing new run
                 self._on_request(event)  # type: ignore[arg-type]
@@ -329,8 +354,17 @@ class ServerConnection(asyncio.Protocol):
             self._handler_failed(request, exc)
 
     async def _reply_later(self, request: Request, awaitable: Awaitable[dict]) -> None:
+        slots = self._server.handler_slots
         try:
-            body = await awaitable
+            try:
+                await slots.acquire(self)  # its turn among the connections (messenger.fair)
+            except BaseException:
+                getattr(awaitable, "close", lambda: None)()  # never started: no "never awaited" warning
+                raise
+            try:
+                body = await awaitable
+            finally:
+                slots.release()
         except Exception as exc:  # noqa: BLE001
             self._handler_failed(request, exc)
         else:
@@ -339,10 +373,33 @@ class ServerConnection(asyncio.Protocol):
             self._requests_in_flight -= 1
             if self._retiring:
                 self._close_if_idle()
+            elif self._backlog:
+                self._drain_backlog()
+
+    def _drain_backlog(self) -> None:
+        """Handle the held-back events in order, as far as the in-flight cap allows; read again once all are."""
+        backlog, cap = self._backlog, self._limits.max_requests_in_flight
+        batching = self._out is None
+        if batching:  # the replies of these requests leave in one write
+            self._out = []
+            self._out_bytes = 0
+        while backlog and not self._closing:
+            event = backlog[0]
+            kind = type(event)
+            if kind is Request and self._requests_in_flight >= cap:
+                break
+            backlog.popleft()
+            self._dispatch(event, kind)
+        if batching:
+            self._flush()
+        self._sync_reading()
 
     def _start_stream(self, request: Request, handler: StreamHandler) -> None:
         if request.id in self._streams:
             self._send_error(request.id, "subscription id already in use")
+            return
+        if len(self._streams) >= self._limits.max_streams:
+            self._send_error(request.id, f"too many streams on this connection (at most {self._limits.max_streams})")
             return
         context = RequestContext(peer=self.peer, id=request.id, type=request.type)
         try:
@@ -358,10 +415,19 @@ class ServerConnection(asyncio.Protocol):
 
         Frames are queued and written in batches (see WRITE_BATCH_BYTES); a batch is written at the
         latest when this task yields to the loop, so a slow item source never holds frames back.
+        Each item, the first (a snapshot) included, is only asked for once the peer takes what was written.
         """
         send_stream, id, stats = self._conn.send_stream, request.id, self._stats
         try:
-            async for item in items:
+            while True:
+                while (drained := self._drained) is not None and not self._closing:
+                    await drained
+                if self._closing:
+                    return
+                try:
+                    item = await anext(items)
+                except StopAsyncIteration:
+                    break
                 if self._closing:
                     return
                 frame = send_stream(id=id, body=item)
@@ -377,8 +443,6 @@ class ServerConnection(asyncio.Protocol):
                     self._out_bytes += len(frame)
                     if self._out_bytes >= WRITE_BATCH_BYTES:
                         self._flush()
-                if self._drained is not None:
-                    await self._drained
             if not self._closing:
                 self._send(self._conn.send_cancel(id=request.id))
         except Exception as exc:  # noqa: BLE001
@@ -427,6 +491,8 @@ class ServerConnection(asyncio.Protocol):
         out = self._out
         if out is None:
             self._transport.write(data)  # type: ignore[union-attr]
+            if self._drained is not None:
+                self._check_output()
         else:  # frames are queued: this one goes after them (the peer opens frames in sealing order)
             out.append(data)
             self._out_bytes += len(data)
@@ -443,6 +509,15 @@ class ServerConnection(asyncio.Protocol):
             self._transport.write(out[0])  # type: ignore[union-attr]
         else:
             self._transport.write(b"".join(out))  # type: ignore[union-attr]
+        if self._drained is not None:
+            self._check_output()
+
+    def _check_output(self) -> None:
+        """Writing is paused (the peer is slow): disconnect it once it lets more than max_output_bytes pile up."""
+        if self._closing or self.output_buffered <= self._limits.max_output_bytes:
+            return
+        self._count_reject("output-overflow")
+        self.close(abort=True, why=f"it does not read its replies (over {self._limits.max_output_bytes} bytes held)")
 
     # --- deadlines and rejects ---
 

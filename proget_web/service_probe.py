@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 
 from messenger.client import MessengerClient
-from messenger.config import local_resolver, messenger_settings
+from messenger.config import local_resolver_async, messenger_settings
 from messenger.errors import MessengerError, MessengerUnavailable
 
 # A page render waits at most this long for the service; the messenger is non-essential.
@@ -30,7 +30,7 @@ async def service_probe() -> ServiceProbe:
         return ServiceProbe(ok=False, detail=f"messenger misconfigured: {exc}")
     client = MessengerClient(
         endpoint=config.endpoint, key=config.key, previous_keys=config.previous_keys, run_dir=config.run_dir,
-        resolver=local_resolver, request_timeout=PROBE_TIMEOUT, connect_timeout=PROBE_TIMEOUT,
+        resolver=local_resolver_async, request_timeout=PROBE_TIMEOUT, connect_timeout=PROBE_TIMEOUT,
     )
     started = time.perf_counter()
     try:

@@ -24,7 +24,7 @@ from django.db import DatabaseError
 
 from api.metrics import status_link_rtt_observe
 from messenger.client import ClientState, MessengerClient
-from messenger.config import MessengerSettings, local_resolver, messenger_settings
+from messenger.config import MessengerSettings, last_resolved_address, local_resolver_async, messenger_settings
 from messenger.endpoint import socket_path
 from messenger.errors import MessengerError, MessengerUnavailable, RequestTimeout
 from proget_web.advanced_settings.selectors import settings_version
@@ -235,7 +235,7 @@ class ServiceLink:
             config = await self._load_config()
             client = MessengerClient(
                 endpoint=config.endpoint, key=config.key, previous_keys=config.previous_keys, run_dir=config.run_dir,
-                resolver=local_resolver, request_timeout=ACTION_TIMEOUT, connect_timeout=CONNECT_TIMEOUT,
+                resolver=local_resolver_async, request_timeout=ACTION_TIMEOUT, connect_timeout=CONNECT_TIMEOUT,
             )
             client.on_state_change = functools.partial(self._on_client_state, client)
             self._client = client
@@ -455,7 +455,7 @@ class ServiceLink:
         endpoint = config.endpoint
         if endpoint.kind == "pipe":
             return str(socket_path(endpoint, config.run_dir))
-        host = endpoint.host if not endpoint.is_any_host else local_resolver()
+        host = endpoint.host if not endpoint.is_any_host else last_resolved_address()  # no lookup in the loop
         return f"[{host}]:{endpoint.port}" if ":" in host else f"{host}:{endpoint.port}"
 
 

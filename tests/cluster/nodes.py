@@ -37,7 +37,7 @@ import django
 django.setup()
 from asgiref.sync import sync_to_async
 from messenger.client import MessengerClient
-from messenger.config import local_resolver, messenger_settings
+from messenger.config import local_resolver_async, messenger_settings
 
 async def follow_settings(client, config):
     while True:
@@ -50,8 +50,9 @@ async def follow_settings(client, config):
 async def main():
     config = await sync_to_async(messenger_settings)()
     client = MessengerClient(endpoint=config.endpoint, key=config.key, previous_keys=config.previous_keys,
-                             run_dir=config.run_dir, resolver=local_resolver, connect_timeout=1, request_timeout=1,
-                             keepalive_interval=0.5, idle_timeout=2, backoff_min=0.1, backoff_max=0.5)
+                             run_dir=config.run_dir, resolver=local_resolver_async, connect_timeout=1,
+                             request_timeout=1, keepalive_interval=0.5, idle_timeout=2, backoff_min=0.1,
+                             backoff_max=0.5)
     client.start()
     follower = asyncio.create_task(follow_settings(client, config))
     while not follower.done():
