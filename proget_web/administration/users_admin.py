@@ -88,7 +88,7 @@ class ManagedUserAdmin(NamedRoutesOnly, UserAdmin):
     def group_names(self, user: User) -> str:
         return ", ".join(sorted(group.name for group in user.groups.all())) or "—"
 
-    @admin.display(description="Administration permissions (effective)")
+    @admin.display(description="Administration rights")
     def administration_rights(self, user: User) -> str:
         """The four administration permissions `user` holds, directly, through a group, or as a superuser."""
         return ", ".join(effective_administration_permissions(user)) or "—"
