@@ -1,4 +1,4 @@
-"""Users and groups in the browser (/admin/, Django's admin for auth only): who may open it, what it can do, what it shows.
+"""Users and groups in the browser (/admin/, Django's admin for auth only): who may open it, what it does, shows.
 
 Anonymous visitors go to the site's one login page; signed-in users who may not manage users get the friendly 403;
 a superuser (or staff holding auth permissions) creates a user, grants a permission and the Feed Managers group,
