@@ -1,6 +1,7 @@
 """Users and groups in a real browser: the admin follows the menu to Users, creates a user, puts them in Feed
 Managers and grants a permission with the admin's own widgets (its JavaScript under the site's strict CSP), sees
-what they hold in the list; the new user then logs in and reindexes a feed.
+what they hold in the list; the new user then logs in and reindexes a feed. The menu also leads to API keys, and
+a boolean setting is switched off with its checkbox.
 """
 from __future__ import annotations
 
@@ -75,3 +76,23 @@ def test_admin_creates_a_feed_manager_who_can_then_reindex(page: Page, stack: St
     with page.expect_navigation():
         page.get_by_role("button", name="Reindex").click()
     expect(page.locator("li.message")).to_contain_text(re.compile(rf"^Reindex of {FEED}"))
+
+
+def test_admin_menu_reaches_api_keys_and_a_boolean_setting_is_a_checkbox(page: Page, stack: Stack) -> None:
+    blocked = _csp_violations(page)
+    login(page, stack, then="/feeds/")
+    menu = page.get_by_role("navigation", name="Main")
+    with page.expect_navigation():
+        menu.get_by_role("link", name="API Keys").click()
+    assert page.url == f"{stack.url}/administration/api-keys"
+
+    with page.expect_navigation():
+        menu.get_by_role("link", name="Advanced Settings").click()
+    box = page.locator('tr[id="Feeds.AnonymousRead"]').get_by_role("checkbox")
+    expect(box).to_be_checked()  # default true
+    box.uncheck()
+    with page.expect_navigation():
+        page.locator('tr[id="Feeds.AnonymousRead"]').get_by_role("button", name="Save").click()
+    expect(page.locator("li.message")).to_contain_text("Feeds.AnonymousRead changed (default → false)")
+    expect(page.locator('tr[id="Feeds.AnonymousRead"]').get_by_role("checkbox")).not_to_be_checked()
+    assert blocked == [], f"the CSP blocked part of a page: {blocked}"
