@@ -20,7 +20,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, User
+from django.contrib.auth.models import AnonymousUser, Group, User
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -32,7 +32,7 @@ from proget_web.administration.models import PERMISSIONS
 ADMINISTRATION_CODENAMES = tuple(codename for codename, _ in PERMISSIONS)
 
 
-def may_manage_users(user: AbstractBaseUser | AnonymousUser) -> bool:
+def may_manage_users(user: User | AnonymousUser) -> bool:
     """Whether `user` may open the user and group pages: an active superuser, or active staff with auth permissions."""
     if not user.is_active:
         return False
@@ -65,6 +65,7 @@ class UsersAdminSite(admin.AdminSite):
         return guarded
 
     def get_urls(self) -> list[URLPattern]:
+        """Django's admin routes without its own login form: one login page (and its checks) for the whole site."""
         return [pattern for pattern in super().get_urls() if getattr(pattern, "name", "") != "login"]
 
 
