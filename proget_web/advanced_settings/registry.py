@@ -39,6 +39,9 @@ Validator = Callable[[str], object]
 # The longest grace a rotated messenger key can get; its replaced values are kept that long.
 MESSENGER_KEY_GRACE_MAX_SECONDS = 3600
 
+# Written booleans are spelled true or false (any case, stored lowercase), so the page's checkbox, the CLI and the
+# API agree; the older spellings below are still read, so a value stored before keeps its meaning.
+BOOLEAN_SPELLINGS = ("true", "false")
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
@@ -61,8 +64,15 @@ class Setting:
     needs_value: str = ""
 
     def clean(self, value: str) -> str:
-        """The stripped `value` once it is acceptable ("" restores the default); raise SettingValueError if not."""
+        """The stripped `value` once it is acceptable ("" restores the default); raise SettingValueError if not.
+
+        Stricter than parse() for booleans: only true or false is written (parse() also reads yes/no/on/off/1/0).
+        """
         text = value.strip()
+        if self.kind is Kind.BOOLEAN and text:
+            text = text.lower()
+            if text not in BOOLEAN_SPELLINGS:
+                raise SettingValueError(f"{self.name} must be true or false")
         if text:
             self.parse(text)
         elif self.needs_value:
@@ -86,6 +96,10 @@ class Setting:
             except ValueError as exc:
                 raise SettingValueError(str(exc)) from None
         return text
+
+    def is_on(self, text: str) -> bool:
+        """Whether stored `text` ("" for the default) turns this boolean setting on; False for a broken value."""
+        return (text or self.default).strip().lower() in _TRUE
 
     def _parse_int(self, text: str) -> int:
         try:

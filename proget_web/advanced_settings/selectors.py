@@ -38,6 +38,11 @@ class SettingView:
     updated_at: datetime | None
     updated_by: str
 
+    @property
+    def is_on(self) -> bool:
+        """For a boolean setting: whether it is on (its stored value, else its default)."""
+        return self.definition.kind is Kind.BOOLEAN and self.definition.is_on(self.value)
+
 
 def settings_list(*, include_hidden: bool = False) -> list[SettingView]:
     """Every declared setting with its stored value, in declaration order."""

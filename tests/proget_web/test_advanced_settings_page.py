@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
@@ -16,8 +17,8 @@ from messenger.config import KEY_SETTING, MessengerSettings
 from messenger.crypto import generate_key, key_fingerprint, parse_key
 from proget_web.administration import services
 from proget_web.advanced_settings.models import SettingChange, SettingValue
-from proget_web.advanced_settings.registry import SETTINGS
-from proget_web.advanced_settings.selectors import settings_version
+from proget_web.advanced_settings.registry import SETTINGS, Kind
+from proget_web.advanced_settings.selectors import setting_get, settings_version
 from proget_web.advanced_settings.services import setting_set
 
 pytestmark = pytest.mark.django_db
@@ -35,6 +36,7 @@ BAD_VALUES = [
     ("Service.MessengerEndpoint", "x", ENDPOINT_ERROR),
     ("Service.MessengerAllowedIps", "everyone", "IP addresses or CIDR networks"),
     ("Service.MessengerAllowedIps", "10.0.0.0/33", "IP addresses or CIDR networks"),
+    ("Feeds.AnonymousRead", "yes", "Feeds.AnonymousRead must be true or false"),
 ]
 # A well-formed key of the wrong length, so the test also proves a refused key is not echoed.
 SHORT_KEY = base64.b64encode(b"k" * 31).decode()
@@ -132,6 +134,45 @@ def test_previous_settings_are_read_before_saving(client: Client, monkeypatch: p
     response = client.post(URL, {"name": "Service.MessengerEndpoint", "value": "tcp://127.0.0.1:4001"}, follow=True)
     assert [str(p.endpoint) for p in seen if p] == ["tcp://127.0.0.1:4000"]
     assert "the service applies it now" in response.content.decode()
+
+
+def _checkbox(page: str, name: str) -> str:
+    row = _block(page, f'<tr id="{name}"')
+    assert '<input type="hidden" name="value" value="false">' in row, f"{name}: no 'false' sent when unticked"
+    match = re.search(r'<input type="checkbox" name="value" value="true"[^>]*>', row)
+    assert match, f"{name} is not a checkbox"
+    return match.group(0)
+
+
+def test_booleans_are_checkboxes_ticked_by_their_value(client: Client) -> None:
+    booleans = [d.name for d in SETTINGS if d.kind is Kind.BOOLEAN]
+    assert booleans == ["Feeds.AnonymousRead", "Feeds.AllowOverwrite"]
+    page = client.get(URL).content.decode()
+    assert " checked" in _checkbox(page, "Feeds.AnonymousRead")  # default true
+    assert " checked" not in _checkbox(page, "Feeds.AllowOverwrite")  # default false
+    # What a browser sends: the hidden "false", then "true" when ticked (the view takes the last one).
+    assert client.post(URL, {"name": "Feeds.AllowOverwrite", "value": ["false", "true"]}).status_code == 302
+    assert " checked" in _checkbox(client.get(URL).content.decode(), "Feeds.AllowOverwrite")
+    assert client.post(URL, {"name": "Feeds.AllowOverwrite", "value": ["false"]}).status_code == 302
+    assert SettingValue.objects.get(name="Feeds.AllowOverwrite").value == "false"
+    assert " checked" not in _checkbox(client.get(URL).content.decode(), "Feeds.AllowOverwrite")
+
+
+def test_the_cli_sets_booleans_with_true_or_false_only() -> None:
+    call_command("settings", "set", "Feeds.AnonymousRead", "False")
+    assert SettingValue.objects.get(name="Feeds.AnonymousRead").value == "false"  # stored in one spelling
+    assert setting_get("Feeds.AnonymousRead") is False
+    call_command("settings", "set", "Feeds.AnonymousRead", "true")
+    assert setting_get("Feeds.AnonymousRead") is True
+    with pytest.raises(CommandError, match="must be true or false"):
+        call_command("settings", "set", "Feeds.AnonymousRead", "no")
+    assert setting_get("Feeds.AnonymousRead") is True
+
+
+def test_a_boolean_stored_in_an_old_spelling_still_reads(client: Client) -> None:
+    SettingValue.objects.create(name="Feeds.AllowOverwrite", value="yes", updated_by="old")
+    assert setting_get("Feeds.AllowOverwrite") is True
+    assert " checked" in _checkbox(client.get(URL).content.decode(), "Feeds.AllowOverwrite")
 
 
 @pytest.mark.parametrize(("name", "value", "message"), BAD_VALUES)

@@ -28,6 +28,11 @@ SAMPLE_KWARGS: dict[str, object] = {
     "trigger_id": 1,
     "path": "no-such-endpoint",
     "node": "no-such-node",
+    # The users admin (/admin/): the auth app's pages, a user or group and a content type that do not exist.
+    "app_label": "auth",
+    "object_id": 999999,
+    "id": 999999,
+    "content_type_id": 999999,
 }
 
 

@@ -49,6 +49,14 @@ EXEMPT_WITHOUT_DATA = {"api-not-found", "api-openapi"}
 # Pages that need an administration permission: a signed-in user without it gets the friendly 403.
 PERMISSION_PAGES = {"advanced-settings", "cluster", "cluster-node-remove", "cluster-node-endpoint", "service-status",
                     "api-keys", "feed-edit", "feed-delete"}
+# Users and groups (Django's admin, proget_web/administration/users_admin.py): superusers and staff with auth
+# permissions only; anyone else signed in gets the friendly 403, an anonymous visitor the site's login page.
+USER_ADMIN_PAGES = {f"admin:{name}" for name in (
+    "index", "logout", "password_change", "password_change_done", "autocomplete", "jsi18n", "view_on_site",
+    "app_list", "auth_user_changelist", "auth_user_add", "auth_user_change", "auth_user_password_change",
+    "auth_user_history", "auth_user_delete", "auth_group_changelist", "auth_group_add", "auth_group_change",
+    "auth_group_history", "auth_group_delete")}
+PERMISSION_PAGES |= USER_ADMIN_PAGES
 
 ROUTES = http_routes()
 
@@ -75,6 +83,11 @@ def test_the_matrix_names_only_routes_that_exist() -> None:
 def test_every_administration_route_is_a_permission_page() -> None:
     admin = {route.name for route in ROUTES if route.path.startswith("/administration/")}
     assert admin and admin <= PERMISSION_PAGES
+
+
+def test_every_users_admin_route_is_classified() -> None:
+    admin = {route.name for route in ROUTES if route.path.startswith("/admin/")}
+    assert admin == USER_ADMIN_PAGES
 
 
 def test_csrf_exempt_routes_are_exactly_the_documented_ones() -> None:
