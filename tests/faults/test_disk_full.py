@@ -82,9 +82,9 @@ def test_an_upload_to_a_full_disk_gets_507_leaves_nothing_and_works_once_space_i
 
 
 def test_a_drop_path_import_on_a_full_disk_fails_with_the_reason_keeps_the_file_and_recovers(
-    full_node: Path,
+    full_node: Path, tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    drop = full_node / "drop"
+    drop = tmp_path_factory.mktemp("drop")  # outside the data folder: a drop path may not overlap it
     package = _big_wheel(drop)
     os.utime(package, (0, 0))  # settled: not "still being written"
     shell(full_node, "from feeds.models import Feed;"
