@@ -143,6 +143,7 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = False
 AXES_DISABLE_ACCESS_LOG = True  # only failures are kept: no database write per successful login
 AXES_LOCKOUT_CALLABLE = "proget_web.throttling.lockout_response"  # 429 with Retry-After
+AXES_HANDLER = "proget_web.throttling.BasicAuthAwareHandler"  # the database handler; never parses an upload's body
 # The client IP is the peer address (REMOTE_ADDR), as for API keys: forwarded headers are not trusted.
 AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 LOGIN_URL = "login"

@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from axes.backends import AxesStandaloneBackend
+from axes.handlers.database import AxesDatabaseHandler
 from axes.helpers import get_cool_off
 from django.contrib.auth.models import AbstractBaseUser
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 
 
 class LoginThrottleBackend(AxesStandaloneBackend):
@@ -26,6 +27,21 @@ class LoginThrottleBackend(AxesStandaloneBackend):
         if request is None:
             return None
         return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+class BasicAuthAwareHandler(AxesDatabaseHandler):
+    """Axes' database handler, except that a failed HTTP basic auth does not have its body parsed to be logged.
+
+    Axes copies the form fields of a failed login into its record. Basic-auth credentials are in a header, and the
+    body of a twine upload is the package (up to 100 MiB, fields past Django's in-memory cap): parsing it would
+    answer 400 instead of 401 and read the whole upload for nothing.
+    """
+
+    def user_login_failed(self, sender: object, credentials: dict, request: HttpRequest | None = None,
+                          **kwargs: Any) -> None:
+        if request is not None and request.headers.get("Authorization", "")[:6].lower() == "basic ":
+            request.POST = QueryDict()  # nothing of the body is recorded; the request is refused anyway
+        super().user_login_failed(sender, credentials, request=request, **kwargs)
 
 
 def lockout_response(request: HttpRequest, *_: object) -> HttpResponse:

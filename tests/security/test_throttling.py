@@ -13,6 +13,7 @@ import pytest
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
@@ -101,6 +102,16 @@ def test_the_lockout_ends_after_the_cool_off(victim: User) -> None:
     assert read("victim", RIGHT).status_code == 429
     AccessAttempt.objects.update(attempt_time=timezone.now() - settings.AXES_COOLOFF_TIME - timedelta(seconds=1))
     assert read("victim", RIGHT).status_code == 200
+
+
+def test_a_failed_upload_login_is_401_and_counted_without_parsing_the_upload(victim: User) -> None:
+    """twine sends the README as a form field: past Django's in-memory cap, parsing the body would answer 400."""
+    big = {":action": "file_upload", "description": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1),
+           "content": SimpleUploadedFile("pkg-1.0.tar.gz", b"not a package")}
+    response = Client().post(f"/pypi/{FEED}/legacy/", big, HTTP_AUTHORIZATION=basic("victim", "guess"))
+    assert response.status_code == 401
+    attempt = AccessAttempt.objects.get(username="victim")
+    assert attempt.failures_since_start == 1 and attempt.post_data == ""
 
 
 @pytest.mark.slow
