@@ -15,7 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import metrics, openapi
 from api.endpoint import ApiError, api_endpoint, key_required, request_fields, service_unavailable, text_field
-from api.keys import MESSENGER_KEY, api_key_actor, request_ip
+from api.keys import api_key_actor, request_ip
+from api.messenger_key import messenger_key_change_check
 from api.metrics_access import metrics_ip_allowed
 from api.models import ApiKey
 from api.service import service_request
@@ -38,11 +39,6 @@ MAX_RUNNER_NAME = 200
 MAX_ID = 2**63 - 1
 # The service's log lines a status request may ask for (the service itself caps it at 200).
 MAX_STATUS_LOGS = 200
-# The Advanced Settings page's confirmation of a key change, asked of API callers as confirm=yes.
-MESSENGER_KEY_CONFIRMATION_NEEDED = (
-    "Nothing changed: send confirm=yes as well. Every node switches to the new key, "
-    "and connections using the old one are closed."
-)
 RUNNER_REQUESTS = {"run": "runner.run", "pause": "runner.pause", "resume": "runner.resume"}
 
 
@@ -83,13 +79,6 @@ def settings_list_view(request: HttpRequest, *, key: ApiKey) -> HttpResponse:
     return JsonResponse({"version": settings_version(), "settings": settings})
 
 
-def _messenger_key_change_check(request: HttpRequest, fields: dict[str, Any]) -> None:
-    """The messenger key grants whatever the service does: its own scope (403) and the page's confirmation (400)."""
-    key_required(request, scopes=[MESSENGER_KEY])
-    if text_field(fields, "confirm", required=False) != "yes":
-        raise ApiError(MESSENGER_KEY_CONFIRMATION_NEEDED, status=400)
-
-
 @api_endpoint(scopes=["settings:write"], methods=["POST"])
 def settings_set_view(request: HttpRequest, *, key: ApiKey) -> HttpResponse:
     """Change one setting exactly as the Advanced Settings page does (validated, audited with source "api").
@@ -99,8 +88,7 @@ def settings_set_view(request: HttpRequest, *, key: ApiKey) -> HttpResponse:
     fields = request_fields(request)
     name, value = text_field(fields, "name"), text_field(fields, "value")
     actor = api_key_actor(key)
-    if name == KEY_SETTING:
-        _messenger_key_change_check(request, fields)
+    messenger_key_change_check(request, fields, name=name)
     try:
         if name == KEY_SETTING and not value.strip():
             messenger_key_set(value=value, actor=actor)  # refuses an empty key with the page's message
