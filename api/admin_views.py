@@ -24,8 +24,8 @@ ACTION_REVOKE = "revoke"
 @permission_required_or_403("administration.change_settings")
 @require_http_methods(["GET", "POST"])
 def api_keys_page(request: HttpRequest) -> HttpResponse:
-    """List keys; POST action=create shows the new key once, action=revoke revokes one."""
-    form = ApiKeyCreateForm()
+    """List keys; POST action=create shows the new key once (scopes within the creator's own), action=revoke."""
+    form = ApiKeyCreateForm(owner=request.user)
     issued: IssuedKey | None = None
     if request.method == "POST" and request.POST.get("action") == ACTION_REVOKE:
         revoke = ApiKeyRevokeForm(request.POST)
@@ -36,7 +36,7 @@ def api_keys_page(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"API key {key.id} ({key.name}) revoked: it is refused from now on.")
         return redirect("api-keys")
     if request.method == "POST":
-        form = ApiKeyCreateForm(request.POST)
+        form = ApiKeyCreateForm(request.POST, owner=request.user)
         if form.is_valid():
             days = form.cleaned_data["expires_days"]
             try:
@@ -47,7 +47,7 @@ def api_keys_page(request: HttpRequest) -> HttpResponse:
             except ApiKeyError as exc:
                 form.add_error(None, str(exc))
             else:
-                form = ApiKeyCreateForm()
+                form = ApiKeyCreateForm(owner=request.user)
     context = {"form": form, "issued": issued, "keys": api_keys_list(), "now": timezone.now(),
                "ACTION_CREATE": ACTION_CREATE, "ACTION_REVOKE": ACTION_REVOKE}
     response = render(request, "api/api_keys.html", context, status=400 if form.errors else 200)

@@ -17,7 +17,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 
 from api import metrics
-from api.keys import HEADER, ApiKeyError, request_api_key
+from api.keys import HEADER, ApiKeyError, key_scopes_usable, request_api_key
 from api.models import ApiKey
 
 WWW_AUTHENTICATE = 'Basic realm="api", charset="UTF-8"'
@@ -55,7 +55,8 @@ def service_unavailable(message: str, *, retry: bool) -> ApiError:
 
 
 def key_required(request: HttpRequest, *, scopes: Iterable[str]) -> ApiKey:
-    """The request's API key, holding one of `scopes`; raises ApiError 401 (no/refused key) or 403 (scope)."""
+    """The request's API key, holding one of `scopes` that its owner may still use (api.keys.key_scopes_usable);
+    raises ApiError 401 (no/refused key) or 403 (scope missing, or the owner lost its permission)."""
     try:
         key = request_api_key(request)
     except ApiKeyError as exc:
@@ -66,6 +67,8 @@ def key_required(request: HttpRequest, *, scopes: Iterable[str]) -> ApiKey:
     wanted = tuple(scopes)
     if not set(wanted) & set(key.scopes):
         raise ApiError(f"this API key lacks the {' or '.join(wanted)} scope", status=403)
+    if not set(wanted) & key_scopes_usable(key):
+        raise ApiError(f"this API key's owner may no longer use the {' or '.join(wanted)} scope", status=403)
     return key
 
 

@@ -42,8 +42,20 @@ _NO_HASH = hashlib.sha256(b"").hexdigest()
 
 FEEDS_READ = "feeds:read"
 FEEDS_UPLOAD = "feeds:upload"
-# Django permissions a key's scopes stand for, where a feeds check asks a user object (see KeyPrincipal).
-SCOPE_PERMISSIONS = {FEEDS_UPLOAD: "feeds.upload_package"}
+MESSENGER_KEY = "settings:messenger-key"
+# The one scope -> permission map: what a key's owner must hold for each scope, when the key is created and at
+# every request. None: any active user (every user who logs in may read feeds).
+SCOPE_PERMISSIONS: dict[str, str | None] = {
+    FEEDS_READ: None,
+    FEEDS_UPLOAD: "feeds.upload_package",
+    "feeds:reindex": "administration.reindex_feed",
+    "settings:read": "administration.change_settings",  # the Advanced Settings page needs it to be seen at all
+    "settings:write": "administration.change_settings",
+    MESSENGER_KEY: "administration.change_settings",
+    "service:read": "administration.view_service_status",
+    "service:control": "administration.control_service",
+    "metrics:read": "administration.view_service_status",  # the same runner and messenger state, as numbers
+}
 
 
 class ApiKeyError(ValueError):
@@ -72,6 +84,19 @@ def scopes_validate(scopes: Iterable[str]) -> list[str]:
     return [scope for scope in SCOPE_NAMES if scope in wanted]
 
 
+def owner_may(owner: AbstractBaseUser, scope: str) -> bool:
+    """Whether `owner` (active, holding the scope's permission) may use or hand out `scope`."""
+    if scope not in SCOPE_PERMISSIONS or not owner.is_active:
+        return False
+    perm = SCOPE_PERMISSIONS[scope]
+    return perm is None or owner.has_perm(perm)
+
+
+def key_scopes_usable(key: ApiKey) -> frozenset[str]:
+    """The key's scopes that its owner may still use: what the key may do now (read afresh on every request)."""
+    return frozenset(scope for scope in key.scopes if owner_may(key.owner, scope))
+
+
 @transaction.atomic
 def api_key_create(
     *, name: str, owner: AbstractBaseUser, scopes: Iterable[str], expires_at: datetime | None = None,
@@ -82,8 +107,13 @@ def api_key_create(
         raise ApiKeyError(f"a key needs a name of 1-{NAME_MAX_LENGTH} characters")
     if expires_at is not None and expires_at <= timezone.now():
         raise ApiKeyError("the expiry must be in the future")
+    scopes = scopes_validate(scopes)
+    beyond = [scope for scope in scopes if not owner_may(owner, scope)]
+    if beyond:
+        needs = ", ".join(f"{scope} needs {SCOPE_PERMISSIONS[scope] or 'an active user'}" for scope in beyond)
+        raise ApiKeyError(f"{owner.get_username()} may not hold a key with {', '.join(beyond)}: {needs}")
     secret = base64.urlsafe_b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii").rstrip("=")
-    key = ApiKey.objects.create(name=name, owner=owner, scopes=scopes_validate(scopes),
+    key = ApiKey.objects.create(name=name, owner=owner, scopes=scopes,
                                 secret_hash=secret_hash(secret), expires_at=expires_at)
     logger.info("API key %s (%s) created for %s with scopes %s", key.id, name, owner.get_username(),
                 ",".join(key.scopes))
@@ -184,18 +214,18 @@ def request_api_key(request: HttpRequest) -> ApiKey | None:
 
 
 def request_key_scopes(request: HttpRequest) -> frozenset[str]:
-    """The scopes of the valid API key the request carries; empty for none or a refused one."""
+    """The valid API key's usable scopes (key_scopes_usable); empty for no key or a refused one."""
     try:
         key = request_api_key(request)
     except ApiKeyError:
         return frozenset()
-    return frozenset(key.scopes) if key is not None else frozenset()
+    return key_scopes_usable(key) if key is not None else frozenset()
 
 
 class KeyPrincipal:
     """A request's API key seen as a user by checks that take one (feeds.upload.upload_permitted).
 
-    Never staff or superuser; holds exactly the Django permissions its scopes stand for (SCOPE_PERMISSIONS).
+    Never staff or superuser; holds exactly the Django permissions its usable scopes stand for (SCOPE_PERMISSIONS).
     """
 
     is_authenticated = True
@@ -206,12 +236,13 @@ class KeyPrincipal:
     def __init__(self, key: ApiKey) -> None:
         self.key = key
         self.is_active = key.owner.is_active
+        self._perms = {SCOPE_PERMISSIONS[scope] for scope in key_scopes_usable(key)} - {None}
 
     def get_username(self) -> str:
         return api_key_actor(self.key)
 
     def has_perm(self, perm: str, obj: object = None) -> bool:
-        return any(SCOPE_PERMISSIONS.get(scope) == perm for scope in self.key.scopes)
+        return perm in self._perms
 
 
 def request_key_user(request: HttpRequest) -> KeyPrincipal | None:

@@ -86,7 +86,9 @@ SCHEMAS: dict[str, Any] = {
                                     "settings": {"type": "array", "items": _ref("Setting")}}},
     "SettingChange": {"type": "object", "required": ["name", "value"],
                       "properties": {"name": {"type": "string", "maxLength": 100},
-                                     "value": {"type": "string", "description": "\"\" restores the default"}}},
+                                     "value": {"type": "string", "description": "\"\" restores the default"},
+                                     "confirm": {"type": "string", "description": "\"yes\": needed (with the "
+                                                 "settings:messenger-key scope) to change Service.MessengerKey"}}},
     "SettingChanged": {"type": "object", "required": ["name", "changed", "version", "message"],
                        "properties": {"name": {"type": "string"}, "changed": {"type": "boolean"},
                                       "version": {"type": "integer"}, "message": {"type": "string"}}},
@@ -143,6 +145,8 @@ PATHS: dict[str, Any] = {
     "/api/settings/set": {"post": _operation(
         summary="Change one setting: validated, stored, audited (source api) and applied like the page.",
         scope="settings:write",
+        description="Scope: `settings:write`; `Service.MessengerKey` also needs `settings:messenger-key` and "
+                    "`confirm: \"yes\"` (403, 400 without them).",
         requestBody={"required": True, "content": {
             "application/json": {"schema": _ref("SettingChange")},
             "application/x-www-form-urlencoded": {"schema": _ref("SettingChange")}}},

@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from api import metrics, openapi
 from api.endpoint import ApiError, api_endpoint, key_required, request_fields, service_unavailable, text_field
 from api.keys import api_key_actor, request_ip
+from api.messenger_key import messenger_key_change_check
 from api.metrics_access import metrics_ip_allowed
 from api.models import ApiKey
 from api.service import service_request
@@ -93,10 +94,14 @@ def settings_list_view(request: HttpRequest, *, key: ApiKey) -> HttpResponse:
 
 @api_endpoint(scopes=["settings:write"], methods=["POST"])
 def settings_set_view(request: HttpRequest, *, key: ApiKey) -> HttpResponse:
-    """Change one setting exactly as the Advanced Settings page does (validated, audited with source "api")."""
+    """Change one setting exactly as the Advanced Settings page does (validated, audited with source "api").
+
+    The messenger key also needs the settings:messenger-key scope and confirm=yes, as the page asks for a tick.
+    """
     fields = request_fields(request)
     name, value = text_field(fields, "name"), text_field(fields, "value")
     actor = api_key_actor(key)
+    messenger_key_change_check(request, fields, name=name)
     try:
         outcome = setting_change(name=name, value=value, actor=actor, source=API_SOURCE)
     except (UnknownSetting, SettingValueError) as exc:

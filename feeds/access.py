@@ -13,7 +13,7 @@ from django.contrib.auth import authenticate
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import Http404, HttpRequest, HttpResponse
 
-from api.keys import FEEDS_READ, request_key_scopes
+from api.keys import BASIC_USER, FEEDS_READ, request_key_scopes, token_split
 from feeds.models import Feed
 from feeds.selectors import feed_get
 from proget_web.advanced_settings.selectors import setting_get
@@ -24,7 +24,12 @@ FeedView = Callable[..., HttpResponse]
 
 
 def basic_auth_user(request: HttpRequest) -> AbstractBaseUser | None:
-    """The active user whose name and password the request's Authorization header carries, or None."""
+    """The active user whose name and password the request's Authorization header carries, or None.
+
+    Credentials that are an API key (user `api`, or a password with the key prefix) are never a password: they
+    are left to the key check (api.keys), which costs one SHA-256, not a password hash (PBKDF2, ~300 ms) per
+    request. A password goes through authenticate(), where django-axes counts failures and locks out.
+    """
     scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "basic":
         return None
@@ -32,7 +37,9 @@ def basic_auth_user(request: HttpRequest) -> AbstractBaseUser | None:
         username, sep, password = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return None
-    user = authenticate(request, username=username, password=password) if sep else None
+    if not sep or username == BASIC_USER or token_split(password) is not None:
+        return None
+    user = authenticate(request, username=username, password=password)
     return user if user is not None and user.is_active else None
 
 

@@ -6,6 +6,7 @@ switches to PostgreSQL; REDIS_URL to a Redis channel layer.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import dj_database_url
 
@@ -49,6 +50,7 @@ INSTALLED_APPS = [
     "indexer",
     "feeds",
     "api",
+    "axes",  # failed-login throttling (proget_web/throttling.py); its tables come with `migrate`
 ]
 
 MIDDLEWARE = [
@@ -67,6 +69,8 @@ MIDDLEWARE = [
     "proget_web.unavailable.DatabaseUnavailableMiddleware",
     # After the response: records this web process in the node registry at most every 15 s.
     "proget_web.web_node.web_node_heartbeat",
+    # A request whose password check axes refused (locked out) gets the 429 of proget_web.throttling instead.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "proget_web.urls"
@@ -128,6 +132,27 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Password guessing (docs/security.md): axes refuses a locked-out user or IP before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "proget_web.throttling.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed password checks (login page, basic auth) that lock a user name, or a client IP, out: a user who mistypes
+# a few times is not locked, a guesser gets ~10 tries per cool-off. API keys are not counted (not guessable).
+AXES_FAILURE_LIMIT = 10
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the limit locks
+# How long a lockout lasts after the last counted failure; long enough to make guessing slow, short enough
+# that a locked-out colleague (or a user locked by someone else's guesses) is not stuck for a day.
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+# Failures during a lockout do not extend it, so Retry-After holds; a success never resets the counts (a guesser
+# with an account of their own could otherwise reset their IP's count by logging in).
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = False
+AXES_DISABLE_ACCESS_LOG = True  # only failures are kept: no database write per successful login
+AXES_LOCKOUT_CALLABLE = "proget_web.throttling.lockout_response"  # 429 with Retry-After
+AXES_HANDLER = "proget_web.throttling.BasicAuthAwareHandler"  # the database handler; never parses an upload's body
+# The client IP is the peer address (REMOTE_ADDR), as for API keys: forwarded headers are not trusted.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -176,7 +201,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("PROGET_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # axes: its lockout warnings stay; its per-attempt and start-up INFO lines would drown the log.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 # Extra task runners for the service node (dotted paths to Runner subclasses), after the built-in ones.

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
 from api import service as api_service
-from api.keys import api_key_create, api_key_revoke
+from api.keys import SCOPE_PERMISSIONS, api_key_create, api_key_revoke
 from api.models import SCOPE_NAMES, ApiKey
 from feeds.models import Feed
 from feeds.services import feed_create
@@ -67,7 +67,12 @@ def service(monkeypatch: pytest.MonkeyPatch) -> FakeService:
 
 @pytest.fixture
 def owner(db: None) -> User:
-    return User.objects.create_user("keyowner", password="pw")
+    """A user holding every permission a scope stands for, so make_key can give a key any scope."""
+    user = User.objects.create_user("keyowner", password="pw")
+    for perm in filter(None, SCOPE_PERMISSIONS.values()):
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return user
 
 
 KeyMaker = Callable[..., str]

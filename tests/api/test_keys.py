@@ -150,6 +150,7 @@ def test_page_needs_change_settings() -> None:
 def test_page_creates_shows_once_lists_and_revokes(caplog) -> None:
     caplog.set_level(logging.DEBUG)
     client = _page_client(perm=True)
+    User.objects.get(username="admin").user_permissions.add(Permission.objects.get(codename="upload_package"))
     response = client.post(PAGE, {"action": "create", "name": "CI uploads", "scopes": ["feeds:upload", "feeds:read"],
                                   "expires_days": "30"})
     assert response.status_code == 200

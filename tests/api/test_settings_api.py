@@ -88,8 +88,9 @@ def _escape(text: str) -> str:
 def test_empty_messenger_key_is_refused_like_on_the_page(make_key) -> None:
     setting_set(name=KEY_SETTING, value=generate_key(), actor="t", source="test")
     before = _state()
-    response = Client().post("/api/settings/set", {"name": KEY_SETTING, "value": ""},
-                             content_type="application/json", HTTP_X_APIKEY=make_key("settings:write"))
+    response = Client().post("/api/settings/set", {"name": KEY_SETTING, "value": "", "confirm": "yes"},
+                             content_type="application/json",
+                             HTTP_X_APIKEY=make_key("settings:write", "settings:messenger-key"))
     assert response.status_code == 400 and "needs a value" in response.json()["error"]
     assert _state() == before
 

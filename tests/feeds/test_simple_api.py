@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from api.keys import api_key_create
@@ -147,6 +147,7 @@ class TestAnonymousReadOff:
 
     def test_an_api_key_needs_the_feeds_read_scope(self, client: Client) -> None:
         owner = User.objects.get(username="alice")
+        owner.user_permissions.add(Permission.objects.get(codename="upload_package", content_type__app_label="feeds"))
         reader = api_key_create(name="ci", owner=owner, scopes=["feeds:read"]).token
         uploader = api_key_create(name="up", owner=owner, scopes=["feeds:upload"]).token
         assert client.get("/pypi/main/simple/pkg-a/", HTTP_X_APIKEY=reader).status_code == 200

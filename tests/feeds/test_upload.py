@@ -95,6 +95,7 @@ def test_a_user_holding_the_upload_permission_may_upload(feed: Feed, built: Path
 
 def test_an_api_key_uploads_only_with_the_feeds_upload_scope(feed: Feed, built: Path) -> None:
     owner = User.objects.create_user("ci", password="pw")
+    owner.user_permissions.add(Permission.objects.get(codename="upload_package", content_type__app_label="feeds"))
     reader = api_key_create(name="read", owner=owner, scopes=["feeds:read"]).token
     uploader = api_key_create(name="up", owner=owner, scopes=["feeds:upload"]).token
     assert upload(Client(), built, auth=basic("api", reader)).status_code == 403

@@ -107,7 +107,8 @@ def test_changing_the_key_never_echoes_it(messenger_key: str, admin_client: Clie
                                        "confirm": "yes"})
     assert refused.status_code == 400
     assert_absent(messenger_key, body(refused), "the refused form")
-    api_refused = Client().post("/api/settings/set", {"name": KEY_SETTING, "value": messenger_key + "!"},
+    api_refused = Client().post("/api/settings/set",
+                                {"name": KEY_SETTING, "value": messenger_key + "!", "confirm": "yes"},
                                 HTTP_X_APIKEY=api_token)
     assert api_refused.status_code == 400
     assert_absent(messenger_key, body(api_refused), "the API's refusal")
@@ -117,7 +118,8 @@ def test_changing_the_key_never_echoes_it(messenger_key: str, admin_client: Clie
                                 follow=True)
     assert changed.status_code == 200 and setting_get(KEY_SETTING) == by_page
     by_api = generate_key()
-    api_changed = Client().post("/api/settings/set", {"name": KEY_SETTING, "value": by_api}, HTTP_X_APIKEY=api_token)
+    api_changed = Client().post("/api/settings/set", {"name": KEY_SETTING, "value": by_api, "confirm": "yes"},
+                                HTTP_X_APIKEY=api_token)
     assert api_changed.status_code == 200 and setting_get(KEY_SETTING) == by_api
     generated = admin_client.post(page, {"name": KEY_SETTING, "action": "generate", "confirm": "yes"}, follow=True)
     newest = setting_get(KEY_SETTING)

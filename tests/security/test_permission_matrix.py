@@ -12,7 +12,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from api.models import ApiKey
+from api.keys import api_key_create
+from api.models import SCOPE_NAMES, ApiKey
 from feeds.models import Feed
 from indexer.models import Trigger
 from proget_web.advanced_settings.models import SettingChange
@@ -41,6 +42,8 @@ POST_ONLY = {"logout", "feeds:legacy-upload", "feed-reindex"}
 # Routes that authenticate by API key (or the metrics IP allowlist): 401 without one, never the login page.
 KEY_ONLY = {"metrics", "api-settings-list", "api-settings-set", "api-service-status", "api-runner-action",
             "api-feed-reindex", "api-trigger"}
+# Key routes a feeds:read key opens, which every active user may hold (api.keys.SCOPE_PERMISSIONS): no permission.
+EVERY_USER = {"api-trigger"}
 # The documented CSRF-exempt routes (docs/security.md): they never accept a session cookie as authentication.
 # api-openapi: public and read-only; exempt so a POST gets the API's JSON 405, not the CSRF page.
 CSRF_EXEMPT = KEY_ONLY | {"feeds:legacy-upload", "api-not-found", "api-openapi"}
@@ -76,7 +79,7 @@ def _written() -> tuple[int, ...]:
 
 def test_the_matrix_names_only_routes_that_exist() -> None:
     names = {route.name for route in ROUTES}
-    for table in (PUBLIC_GET, POST_ONLY, KEY_ONLY, CSRF_EXEMPT, PERMISSION_PAGES):
+    for table in (PUBLIC_GET, POST_ONLY, KEY_ONLY, CSRF_EXEMPT, PERMISSION_PAGES, EVERY_USER):
         assert set(table) <= names, f"stale entries: {set(table) - names}"
 
 
@@ -183,6 +186,20 @@ def test_csrf_exempt_routes_refuse_a_session_cookie_alone(route: Route, feed: Fe
     for response in answers.values():
         if response.status_code == 401:
             assert response["WWW-Authenticate"].startswith("Basic")
+    assert _written() == before
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.csrf_exempt and r.name not in PUBLIC_GET.keys() | EVERY_USER],
+                         ids=_ids)
+def test_a_key_whose_owner_lost_every_permission_is_refused(route: Route, feed: Feed, superuser: User) -> None:
+    """A key holding every scope, from an owner who was a superuser: once demoted, the key can do nothing more."""
+    token = api_key_create(name="everything", owner=superuser, scopes=SCOPE_NAMES).token
+    User.objects.filter(id=superuser.id).update(is_superuser=False, is_staff=False)
+    before = _written()
+    statuses = {method: getattr(Client(), method)(route.path, HTTP_X_APIKEY=token).status_code
+                for method in ("get", "post")}
+    assert set(statuses.values()) <= {403, 405}, statuses
+    assert 403 in statuses.values(), f"{route} accepts neither method: cannot show it refuses the key"
     assert _written() == before
 
 
