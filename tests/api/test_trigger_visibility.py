@@ -27,6 +27,7 @@ def _trigger(requested_by: str) -> Trigger:
 
 def test_another_users_trigger_is_404_like_a_missing_one(service, feed) -> None:
     alice, mallory = User.objects.create_user("alice"), User.objects.create_user("mallory")
+    alice.user_permissions.add(Permission.objects.get(codename="reindex_feed"))  # a key's scope needs its permission
     asked = Client().post("/api/feeds/main/reindex", HTTP_X_APIKEY=_token(alice, "feeds:reindex"))
     trigger = Trigger.objects.get(id=asked.json()["trigger"]["id"])
     response = Client().get(f"/api/triggers/{trigger.id}", HTTP_X_APIKEY=_token(mallory))

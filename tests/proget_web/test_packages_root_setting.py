@@ -47,7 +47,7 @@ def test_a_bad_packages_root_is_refused_by_the_registry(case: str) -> None:
 
 
 def test_a_nul_byte_through_the_api_is_400_and_feeds_are_still_created(tmp_path: Path) -> None:
-    user = User.objects.create_user("admin")
+    user = User.objects.create_superuser("admin")  # every scope needs its owner to hold the permission
     token = api_key_create(name="t", owner=user, scopes=SCOPE_NAMES).token
     response = Client().post("/api/settings/set", {"name": NAME, "value": "/srv/pack\x00ages"},
                              content_type="application/json", HTTP_X_APIKEY=token)

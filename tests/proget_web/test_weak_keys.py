@@ -6,7 +6,7 @@ import html
 import string
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.core.management import CommandError, call_command
 from django.test import Client
 
@@ -86,9 +86,11 @@ def test_page_refuses_a_weak_key(stored_key: str) -> None:
 
 def test_api_refuses_a_weak_key(stored_key: str) -> None:
     owner = User.objects.create_user("keyowner", password="pw")
-    token = api_key_create(name="t", owner=owner, scopes=["settings:write"]).token
+    owner.user_permissions.add(Permission.objects.get(codename="change_settings"))
+    token = api_key_create(name="t", owner=owner, scopes=["settings:write", "settings:messenger-key"]).token
     before = _state()
-    response = Client().post("/api/settings/set", {"name": KEY_SETTING, "value": WEAK_KEYS["all zero"]},
+    response = Client().post("/api/settings/set",
+                             {"name": KEY_SETTING, "value": WEAK_KEYS["all zero"], "confirm": "yes"},
                              content_type="application/json", HTTP_X_APIKEY=token)
     assert response.status_code == 400 and WEAK_MESSAGE in response.json()["error"]
     assert _state() == before
