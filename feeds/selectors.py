@@ -79,5 +79,10 @@ def project_file_values(*, feed: Feed, project: str, fields: tuple[str, ...]) ->
 
 
 def package_file_get(*, feed: Feed, filename: str) -> PackageFile | None:
-    """The servable file called `filename` in `feed`, or None."""
-    return _servable(feed).filter(filename=filename).first()
+    """The servable file called `filename` in `feed`, or None (without its core metadata, loaded only if read)."""
+    return _servable(feed).filter(filename=filename).defer("core_metadata").first()
+
+
+def core_metadata_get(*, feed: Feed, filename: str) -> PackageFile | None:
+    """The servable file called `filename` in `feed` if its core metadata is stored, else None."""
+    return _servable(feed).filter(filename=filename).exclude(core_metadata_sha256="").first()
