@@ -10,21 +10,26 @@ data, stored (a wheel with code in it; 256 KiB by default, a small real wheel).
 Two feeds hold the same files (hard links) and are indexed the same way; then the rows of feed `plain` lose their
 stored core metadata, which is what a server without PEP 658 (or a row not yet backfilled) serves: no
 `core-metadata` key, no `.metadata` file. A real daphne serves both with an access log. Each round runs
-`uv pip compile` of `root` against each feed, in turns, with a fresh cache (`--no-cache`); reported: median and
-best wall time, requests and bytes the server sent per resolution (from the access log). uv without metadata
-tries HTTP range requests for the wheel's METADATA; our downloads answer 200 with the whole file, so uv reads it.
+`uv pip compile` of `root` against each feed, in turns, with a fresh cache (`--no-cache`), once straight to
+daphne's loopback and once through a link of `--link-mbit` (default 100 Mbit/s, an office or VPN link), both via a
+proxy in this process that counts what reaches uv and, for the link, paces it (one rate shared by all of uv's
+parallel connections); reported: median and best wall time, requests (from the access log) and the bytes uv
+received per resolution. uv without metadata tries an HTTP range request for the wheel's METADATA; our downloads
+answer 200 with the whole file, so it streams the wheel up to the METADATA (bdist_wheel, like these, puts
+.dist-info last), then drops the connection.
 The output is a report; exit code 0 whatever the numbers (non-zero only if a resolution fails or differs).
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -79,6 +84,61 @@ def tree(folder: Path, *, payload: int) -> int:
     return count
 
 
+# Bytes the proxy moves per read: small enough that pacing is smooth at the link's rate.
+LINK_CHUNK_BYTES = 16 * 1024
+
+
+class Link:
+    """A TCP proxy (its own thread and event loop) in front of 127.0.0.1:`target`, counting the bytes it answers with;
+    they share `mbit` Mbit/s (None: as fast as loopback goes)."""
+
+    def __init__(self, *, target: int, mbit: float | None) -> None:
+        self.target, self.rate = target, mbit * 1e6 / 8 if mbit else None  # bytes per second
+        self.next_free = 0.0  # when the link has sent everything queued so far (event loop time)
+        self.sent = 0
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+        threading.Thread(target=self._run, args=(started,), daemon=True).start()
+        started.wait()
+
+    def _run(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(asyncio.start_server(self._relay, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        started.set()
+        self.loop.run_forever()
+
+    async def _relay(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter) -> None:
+        server_in, server_out = await asyncio.open_connection("127.0.0.1", self.target)
+        await asyncio.gather(self._pipe(client_in, server_out, paced=False),
+                             self._pipe(server_in, client_out, paced=True), return_exceptions=True)
+
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, paced: bool) -> None:
+        try:
+            while data := await source.read(LINK_CHUNK_BYTES):
+                if paced and self.rate:  # wait for this chunk's turn on the shared link
+                    self.next_free = max(self.loop.time(), self.next_free) + len(data) / self.rate
+                    await asyncio.sleep(self.next_free - self.loop.time())
+                sink.write(data)
+                if paced:
+                    self.sent += len(data)
+                await sink.drain()
+        finally:
+            sink.close()
+
+    def close(self) -> None:
+        """End every relay (uv has exited; some keep-alive connections are still open), then the loop."""
+
+        async def relays_end() -> None:
+            relays = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in relays:
+                task.cancel()
+            await asyncio.gather(*relays, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(relays_end(), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
 def uv_compile(base: str, feed: str, requirements: Path) -> tuple[float, str]:
     """Wall time and output of `uv pip compile` of `requirements` against `feed`."""
     started = time.perf_counter()
@@ -93,18 +153,17 @@ def uv_compile(base: str, feed: str, requirements: Path) -> tuple[float, str]:
     return elapsed, result.stdout
 
 
-def served(access: Path, start: int) -> tuple[int, int, int]:
-    """Requests, .metadata requests and body bytes in the access log after byte offset `start`."""
+def served(access: Path, start: int) -> tuple[int, int]:
+    """Requests and .metadata requests in the access log after byte offset `start`."""
     lines = access.read_bytes()[start:].decode().splitlines()
-    sizes = [int(match[2]) for line in lines if (match := re.search(r'"GET (\S+)" \d+ (\d+)', line))]
-    metadata = sum(1 for line in lines if '.metadata"' in line)
-    return len(lines), metadata, sum(sizes)
+    return len(lines), sum(1 for line in lines if '.metadata"' in line)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--payload-kib", type=int, default=256)
+    parser.add_argument("--link-mbit", type=float, default=100.0)
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
     setting_set(name="Storage.PackagesRootPath", value=str(WORK / "packages"), actor="bench", source="bench")
@@ -121,34 +180,42 @@ def main() -> None:
     access = WORK / "access.log"
     daphne, port = start_daphne(WORK / "data", log=WORK / "daphne.log",
                                 server=(*WEB_SERVER, "--access-log", str(access)))
-    base = f"http://127.0.0.1:{port}"
-    results: dict[str, list[tuple[float, int, int, int]]] = {"meta": [], "plain": []}
+    links = {"loopback": Link(target=port, mbit=None),
+             f"{args.link_mbit:g} Mbit/s": Link(target=port, mbit=args.link_mbit)}
+    bases = {path: f"http://127.0.0.1:{link.port}" for path, link in links.items()}
+    results: dict[tuple[str, str], list[tuple[float, int, int, int]]] = {}
     outputs: dict[str, str] = {}
     try:
-        for feed in results:  # warm-up: daphne's first requests import and compile what the rest reuse
-            outputs[feed] = uv_compile(base, feed, requirements)[1]
+        for feed in ("meta", "plain"):  # warm-up: daphne's first requests import and compile what the rest reuse
+            outputs[feed] = uv_compile(bases["loopback"], feed, requirements)[1]
         for _ in range(args.rounds):
-            for feed in results:
-                start = access.stat().st_size
-                elapsed, output = uv_compile(base, feed, requirements)
-                if output != outputs[feed]:
-                    sys.exit(f"resolution against {feed} changed between runs")
-                results[feed].append((elapsed, *served(access, start)))
+            for path, base in bases.items():
+                for feed in ("meta", "plain"):
+                    start, sent = access.stat().st_size, links[path].sent
+                    elapsed, output = uv_compile(base, feed, requirements)
+                    if output != outputs[feed]:
+                        sys.exit(f"resolution against {feed} changed between runs")
+                    results.setdefault((path, feed), []).append(
+                        (elapsed, *served(access, start), links[path].sent - sent))
     finally:
+        for link in links.values():
+            link.close()
         stop(daphne)
     if outputs["meta"] != outputs["plain"]:
         sys.exit(f"the two feeds resolve differently:\n{outputs['meta']}\n---\n{outputs['plain']}")
-    print(f"uv {subprocess.run([str(UV), '--version'], capture_output=True, text=True).stdout.strip()}; "
-          f"{wheels} wheels of ~{args.payload_kib} KiB, 21 projects; resolution: "
+    print(f"{subprocess.run([str(UV), '--version'], capture_output=True, text=True).stdout.strip()}; "
+          f"{wheels} wheels of ~{args.payload_kib} KiB, 21 projects; {args.rounds} rounds; resolution: "
           + ", ".join(outputs["meta"].split()))
-    print(f"{'feed':<28}{'median s':>10}{'best s':>9}{'requests':>10}{'.metadata':>11}{'MB sent':>9}")
-    for feed, label in (("meta", "with core metadata"), ("plain", "without (wheels read)")):
-        times = [row[0] for row in results[feed]]
-        _, requests, metadata, sent = results[feed][-1]
-        print(f"{label:<28}{statistics.median(times):>10.2f}{min(times):>9.2f}{requests:>10}{metadata:>11}"
-              f"{sent / 1e6:>9.2f}")
-    ratio = statistics.median(r[0] for r in results["plain"]) / statistics.median(r[0] for r in results["meta"])
-    print(f"without / with core metadata: {ratio:.1f}x the time")
+    print(f"{'path':<16}{'feed':<26}{'median s':>10}{'best s':>9}{'requests':>10}{'.metadata':>11}{'MB to uv':>10}")
+    for path in bases:
+        medians = {}
+        for feed, label in (("meta", "with core metadata"), ("plain", "without (wheels read)")):
+            rows = results[(path, feed)]
+            medians[feed] = statistics.median(row[0] for row in rows)
+            _, requests, metadata, sent = rows[-1]
+            print(f"{path:<16}{label:<26}{medians[feed]:>10.2f}{min(row[0] for row in rows):>9.2f}{requests:>10}"
+                  f"{metadata:>11}{sent / 1e6:>10.2f}")
+        print(f"{path:<16}without / with: {medians['plain'] / medians['meta']:.1f}x the time")
     shutil.rmtree(WORK, ignore_errors=True)
 
 
