@@ -69,8 +69,8 @@ def _by_version(files: Iterable[_F]) -> list[_F]:
 
 
 def project_files(*, feed: Feed, project: str) -> list[PackageFile]:
-    """The servable files of `project` (a normalised name) in `feed`, oldest version first."""
-    return _by_version(_servable(feed).filter(project=project))
+    """The servable files of `project` (a normalised name) in `feed`, oldest version first (core metadata deferred)."""
+    return _by_version(_servable(feed).filter(project=project).defer("core_metadata"))
 
 
 def project_file_values(*, feed: Feed, project: str, fields: tuple[str, ...]) -> list[Any]:
