@@ -54,6 +54,8 @@ def release_unyank(*, feed: Feed, project: str, version: str, actor: str) -> Yan
 
 @transaction.atomic
 def _yanked_set(*, feed: Feed, project: str, version: str, yanked: bool, reason: str, actor: str) -> YankOutcome:
+    if len(project) > PROJECT_MAX_LENGTH or len(version) > MAX_VERSION_LENGTH:  # before any parsing
+        raise YankError("the project name or version is too long")
     try:
         normalized = canonicalize_name(project, validate=True)
         wanted = Version(version)
@@ -61,8 +63,6 @@ def _yanked_set(*, feed: Feed, project: str, version: str, yanked: bool, reason:
         raise YankError(f"invalid project name {project!r}") from None
     except InvalidVersion:
         raise YankError(f"invalid version {version!r}") from None
-    if len(normalized) > PROJECT_MAX_LENGTH or len(version) > MAX_VERSION_LENGTH:
-        raise YankError("the project name or version is too long")
     rows = PackageFile.objects.select_for_update().filter(feed=feed, project=normalized).only("filename", "version")
     # Versions compare as PEP 440 says ("1.0" is "1.0.0"); an unparsable stored version matches nothing.
     ids, names = [], []

@@ -5,6 +5,7 @@ import base64
 import hashlib
 import re
 import zipfile
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -15,6 +16,7 @@ from feeds.indexing import feed_index
 from feeds.models import Feed, PackageFile
 from proget_web.advanced_settings.services import setting_set
 from tests.feeds.builders import sdist_tar, wheel
+from tests.feeds.test_upload import upload
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.feeds.urls")]
 
@@ -92,6 +94,14 @@ def test_a_file_changed_since_indexing_serves_no_stale_metadata(client: Client, 
     wheel(indexed.storage, "pkg-a", "1.0", requires=("pkg-c",))  # rewritten in place, not yet reindexed
     PackageFile.objects.filter(filename=WHEEL).update(mtime_ns=path.stat().st_mtime_ns - 1)
     assert client.get(f"/pypi/main/files/{WHEEL}.metadata").status_code == 404
+
+
+def test_an_uploaded_wheel_serves_its_metadata_at_once(client: Client, feed: Feed, tmp_path: Path) -> None:
+    User.objects.create_user("uploader", password="secret", is_staff=True)
+    built = wheel(tmp_path, "pkg-a", "1.0", requires=("pkg-b>=1",))
+    assert upload(client, built).status_code == 200
+    assert client.get(f"/pypi/main/files/{WHEEL}.metadata").content == wheel_metadata(feed)
+    assert feed_index(feed=feed).read == 0  # indexed by the upload, metadata included: nothing to backfill
 
 
 class TestPrivateFeed:
