@@ -210,7 +210,7 @@ DESCRIPTION: dict[str, Any] = {
     "info": {
         "title": "Package server API",
         "version": proget_web.__version__,
-        "description": "Settings, service control, feed reindexing and yanking, and metrics. Errors are JSON "
+        "description": "Settings, service control, feed reindexing and metrics. Errors are JSON "
         "`{\"error\": \"...\"}`. Scopes: " + "; ".join(f"`{name}` ({text})" for name, text in SCOPES) + ".",
     },
     "servers": [{"url": "/"}],
