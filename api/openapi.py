@@ -62,6 +62,17 @@ def _runner_action(summary: str, ok: dict[str, Any], *extra: tuple[str, dict[str
     )}
 
 
+def _yank_operation(summary: str) -> dict[str, Any]:
+    body = {"application/json": {"schema": _ref("YankChange")},
+            "application/x-www-form-urlencoded": {"schema": _ref("YankChange")}}
+    return {"post": _operation(
+        summary=summary, scope="feeds:upload", requestBody={"required": True, "content": body},
+        parameters=[{"name": "feed", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}],
+        responses={"200": _json(_ref("Yank"), "Done; the release's files."), "400": BAD_REQUEST,
+                   "404": _error("No feed of that name, or no files of that release in it.")},
+    )}
+
+
 NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
 
 SCHEMAS: dict[str, Any] = {
@@ -126,6 +137,16 @@ SCHEMAS: dict[str, Any] = {
             "finishedAt": NULLABLE_TIME,
         },
     },
+    "YankChange": {"type": "object", "required": ["project", "version"],
+                   "properties": {"project": {"type": "string", "description": "project name (any spelling)"},
+                                  "version": {"type": "string", "description": "PEP 440 version of the release"},
+                                  "reason": {"type": "string", "maxLength": 1000,
+                                             "description": "shown by pip and uv (yank only)"}}},
+    "Yank": {"type": "object", "required": ["feed", "project", "version", "yanked", "reason", "files"],
+             "properties": {"feed": {"type": "string"}, "project": {"type": "string"},
+                            "version": {"type": "string"}, "yanked": {"type": "boolean"},
+                            "reason": {"type": "string"},
+                            "files": {"type": "array", "items": {"type": "string"}}}},
     "ReindexRequested": {"type": "object", "required": ["trigger", "nudged", "message"],
                          "properties": {"trigger": _ref("Trigger"), "nudged": {"type": "boolean"},
                                         "message": {"type": "string"}}},
@@ -175,6 +196,10 @@ PATHS: dict[str, Any] = {
         responses={"202": _json(_ref("ReindexRequested"), "Requested; follow it at /api/triggers/{id}."),
                    "400": BAD_REQUEST, "404": _error("No feed of that name."), **BODY_ERRORS},
     )},
+    "/api/feeds/{feed}/yank": _yank_operation(
+        "Yank a release (PEP 592): its files stay listed and downloadable, marked yanked with the reason, and "
+        "resolvers skip them unless the version is pinned with =="),
+    "/api/feeds/{feed}/unyank": _yank_operation("Clear the yank of a release."),
     "/api/triggers/{id}": {"get": _operation(
         summary="One trigger (a reindex or run request) and what became of it.", scope="feeds:read or feeds:reindex",
         parameters=[{"name": "id", "in": "path", "required": True,

@@ -1,7 +1,7 @@
 """URLs of the JSON API (/api/...), its OpenAPI description, /metrics and the API keys page."""
 from django.urls import path, re_path
 
-from api import admin_views, views
+from api import admin_views, views, yank_views
 
 urlpatterns = [
     path("api/openapi.json", views.openapi_view, name="api-openapi"),
@@ -11,6 +11,8 @@ urlpatterns = [
     re_path(r"^api/service/runners/(?P<name>[^/]+)/(?P<action>run|pause|resume)$", views.runner_action_view,
             name="api-runner-action"),
     path("api/feeds/<str:feed>/reindex", views.feed_reindex_view, name="api-feed-reindex"),
+    path("api/feeds/<str:feed>/yank", yank_views.feed_yank_view, name="api-feed-yank"),
+    path("api/feeds/<str:feed>/unyank", yank_views.feed_unyank_view, name="api-feed-unyank"),
     path("api/triggers/<int:trigger_id>", views.trigger_view, name="api-trigger"),
     re_path(r"^api/(?P<path>.*)$", views.not_found_view, name="api-not-found"),
     path("metrics", views.metrics_view, name="metrics"),

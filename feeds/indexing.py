@@ -19,7 +19,7 @@ from pathlib import Path
 from django.db import transaction
 from django.utils import timezone
 
-from feeds.metadata import MetadataError, PackageMetadata, filename_parse, metadata_read
+from feeds.metadata import MetadataError, PackageMetadata, filename_parse, metadata_read, package_kind
 from feeds.models import Feed, PackageFile
 from feeds.placement import stale_temps_remove
 from feeds.storage import FileRefused, Progress, file_locate, file_open, files_in_turn
@@ -36,8 +36,10 @@ FILENAME_MAX_LENGTH = 255
 # Rows written per transaction (one INSERT ... ON CONFLICT UPDATE, split further by Django if the database needs).
 WRITE_BATCH = 500
 # What a re-read updates on an existing row: not when the file was first seen, nor Feed Integrity's verdict.
+# Nor whether it is yanked: a yank is about the release, and survives the file being re-read.
 UPDATED_FIELDS = [
-    "project", "version", "requires_python", "summary", "size", "mtime_ns", "sha256", "index_error", "indexed_at",
+    "project", "version", "requires_python", "summary", "core_metadata", "core_metadata_sha256",
+    "size", "mtime_ns", "sha256", "index_error", "indexed_at",
 ]
 
 
@@ -90,7 +92,8 @@ def feed_index(
                            feed.name, len(removed), removed)
     report.files = len(names)
     report.errors = len(unstorable)
-    rows = {row.filename: row for row in PackageFile.objects.filter(feed=feed)}
+    # The stored core metadata (kilobytes per wheel) is never needed here: only whether it is there.
+    rows = {row.filename: row for row in PackageFile.objects.filter(feed=feed).defer("core_metadata")}
     present = set(names)
     report.removed = _forget(ids=[row.pk for name, row in rows.items() if name not in present])
     pending: list[PackageFile] = []
@@ -140,7 +143,8 @@ def _index_file(
             return None  # removed since the folder was listed: the next run forgets it
         report.errors += 1
         return _row(feed=feed, name=name, status=entry_status, error=_describe(exc))
-    if row is not None and (row.size, row.mtime_ns) == (status.st_size, status.st_mtime_ns):
+    if (row is not None and (row.size, row.mtime_ns) == (status.st_size, status.st_mtime_ns)
+            and not _core_metadata_missing(row)):
         report.unchanged += 1
         report.errors += bool(row.index_error)
         return None
@@ -153,12 +157,14 @@ def _index_file(
         logger.exception("feed %s: indexing %s failed", feed.name, name)
         error = f"internal error: {type(exc).__name__}: {exc}"
     else:
-        return _row(feed=feed, name=name, status=status, sha256=digest, fields={
-            "project": metadata.project, "version": metadata.version,
-            "requires_python": metadata.requires_python, "summary": metadata.summary,
-        })
+        return _row(feed=feed, name=name, status=status, sha256=digest, fields=metadata.columns())
     report.errors += 1
     return _row(feed=feed, name=name, status=status, error=error)
+
+
+def _core_metadata_missing(row: PackageFile) -> bool:
+    """A wheel indexed before core metadata was kept (migration 0003): read it again once to fill it in."""
+    return not row.index_error and not row.core_metadata_sha256 and package_kind(row.filename) == "wheel"
 
 
 def _describe(exc: Exception) -> str:
@@ -179,7 +185,7 @@ def _read(*, target: Path, name: str) -> tuple[os.stat_result, str, PackageMetad
 
 def _row(
     *, feed: Feed, name: str, status: os.stat_result, sha256: str = "", error: str = "",
-    fields: dict[str, str] | None = None,
+    fields: dict[str, object] | None = None,
 ) -> PackageFile:
     """The row of file `name`, unsaved: its metadata, or its error (with what the file name tells)."""
     if fields is None:

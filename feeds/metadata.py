@@ -6,12 +6,13 @@ Nothing is extracted to disk and only the metadata member is read, within the li
 from __future__ import annotations
 
 import gzip
+import hashlib
 import lzma
 import re
 import tarfile
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
@@ -50,6 +51,17 @@ class PackageMetadata:
     version: str
     requires_python: str
     summary: str
+    # A wheel's METADATA exactly as stored (served as PEP 658 `<file>.metadata`); empty for sdists, whose PKG-INFO
+    # may leave fields to the build (Dynamic) and so is not what an installed distribution would say.
+    core_metadata: bytes = field(default=b"", compare=False, repr=False)
+
+    def columns(self) -> dict[str, object]:
+        """The PackageFile columns this metadata fills (the core metadata's hash is what the simple API announces)."""
+        return {
+            "project": self.project, "version": self.version, "requires_python": self.requires_python,
+            "summary": self.summary, "core_metadata": self.core_metadata or None,
+            "core_metadata_sha256": hashlib.sha256(self.core_metadata).hexdigest() if self.core_metadata else "",
+        }
 
 
 def package_kind(filename: str) -> str | None:
@@ -91,7 +103,7 @@ def metadata_read(*, stream: BinaryIO, filename: str) -> PackageMetadata:
         # zipfile also raises RuntimeError (an "encrypted" member), ValueError (negative seek from a lying end
         # record; UnicodeDecodeError of a name flagged UTF-8) and lzma.LZMAError: all found by the fuzzer.
         raise MetadataError(f"damaged or truncated archive: {exc}") from None
-    metadata = _parse(data)
+    metadata = _parse(data, keep=filename.endswith(".whl"))
     if metadata.project != name:
         raise MetadataError(f"file name says project {name!r} but its metadata says {metadata.project!r}")
     if Version(metadata.version) != version:
@@ -201,16 +213,19 @@ def _pkg_info_from_tar_gz(stream: BinaryIO) -> bytes:
     return found
 
 
-def _parse(data: bytes) -> PackageMetadata:
-    """Decode (strict UTF-8) and parse core metadata with `packaging`, validating the fields we serve."""
+def _parse(data: bytes, *, keep: bool) -> PackageMetadata:
+    """Decode (strict UTF-8) and parse core metadata with `packaging`, validating the fields we serve.
+
+    `keep`: also return `data` itself as the core metadata (wheels).
+    """
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MetadataError(f"metadata is not UTF-8: byte {data[exc.start]:#04x} at offset {exc.start}") from None
     raw, unparsed = parse_email(text)
-    for field in ("name", "version", "requires_python", "summary"):
-        if field in unparsed:
-            raise MetadataError(f"metadata field {field!r} is malformed or repeated")
+    for served in ("name", "version", "requires_python", "summary"):
+        if served in unparsed:
+            raise MetadataError(f"metadata field {served!r} is malformed or repeated")
     try:
         metadata = Metadata.from_raw(raw, validate=False)
         name, version = metadata.name, str(metadata.version)
@@ -222,4 +237,5 @@ def _parse(data: bytes) -> PackageMetadata:
         raise MetadataError("metadata version or Requires-Python is too long")
     return PackageMetadata(
         project=project_normalize(name), version=version, requires_python=requires_python, summary=summary,
+        core_metadata=data if keep else b"",
     )

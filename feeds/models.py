@@ -2,6 +2,7 @@
 
 A PackageFile with a non-empty `index_error` could not be indexed; it is shown to admins, never served.
 A non-empty `integrity_error` means Feed Integrity found the stored file changed or gone since it was indexed.
+A wheel's core metadata (its METADATA bytes) is stored on its row for PEP 658 resolvers: see docs/feeds.md.
 """
 from __future__ import annotations
 
@@ -61,6 +62,13 @@ class PackageFile(models.Model):
     # What Feed Integrity found wrong with the stored file (changed or vanished); empty when it matched.
     integrity_error = models.TextField(blank=True)
     integrity_checked_at = models.DateTimeField(null=True, blank=True)
+    # PEP 658: the wheel's `*.dist-info/METADATA`, byte for byte, read at indexing; None for sdists and for rows
+    # indexed before it was kept (the next index run fills those in). The simple API announces it only with its hash.
+    core_metadata = models.BinaryField(null=True, blank=True)
+    core_metadata_sha256 = models.CharField(max_length=64, blank=True)
+    # PEP 592: a yanked file stays listed and downloadable, marked so that resolvers skip it unless pinned with ==.
+    yanked = models.BooleanField(default=False)
+    yanked_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["feed", "project", "filename"]

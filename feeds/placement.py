@@ -171,8 +171,7 @@ def package_file_record(*, feed: Feed, name: str, checked: CheckedFile) -> Packa
     status = os.stat(feed.storage / name)
     metadata = checked.metadata
     values = {
-        "project": metadata.project, "version": metadata.version, "requires_python": metadata.requires_python,
-        "summary": metadata.summary, "size": status.st_size, "mtime_ns": status.st_mtime_ns,
+        **metadata.columns(), "size": status.st_size, "mtime_ns": status.st_mtime_ns,
         "sha256": checked.sha256, "index_error": "", "indexed_at": timezone.now(),
         "uploaded_at": datetime.fromtimestamp(status.st_mtime_ns / 1e9, tz=UTC),
         "integrity_error": "", "integrity_checked_at": None,

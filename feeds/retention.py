@@ -46,7 +46,8 @@ def retention_candidates(*, feed: Feed, keep: int) -> list[PackageFile]:
     if keep <= 0:
         return []
     versions: dict[str, dict[Version, list[PackageFile]]] = defaultdict(lambda: defaultdict(list))
-    for row in PackageFile.objects.filter(feed=feed, index_error="").order_by("project", "filename"):
+    rows = PackageFile.objects.filter(feed=feed, index_error="").defer("core_metadata")  # KiBs per wheel, not needed
+    for row in rows.order_by("project", "filename"):
         try:
             versions[row.project][Version(row.version)].append(row)
         except InvalidVersion:

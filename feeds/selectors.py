@@ -69,8 +69,8 @@ def _by_version(files: Iterable[_F]) -> list[_F]:
 
 
 def project_files(*, feed: Feed, project: str) -> list[PackageFile]:
-    """The servable files of `project` (a normalised name) in `feed`, oldest version first."""
-    return _by_version(_servable(feed).filter(project=project))
+    """The servable files of `project` (a normalised name) in `feed`, oldest version first (core metadata deferred)."""
+    return _by_version(_servable(feed).filter(project=project).defer("core_metadata"))
 
 
 def project_file_values(*, feed: Feed, project: str, fields: tuple[str, ...]) -> list[Any]:
@@ -79,5 +79,10 @@ def project_file_values(*, feed: Feed, project: str, fields: tuple[str, ...]) ->
 
 
 def package_file_get(*, feed: Feed, filename: str) -> PackageFile | None:
-    """The servable file called `filename` in `feed`, or None."""
-    return _servable(feed).filter(filename=filename).first()
+    """The servable file called `filename` in `feed`, or None (without its core metadata, loaded only if read)."""
+    return _servable(feed).filter(filename=filename).defer("core_metadata").first()
+
+
+def core_metadata_get(*, feed: Feed, filename: str) -> PackageFile | None:
+    """The servable file called `filename` in `feed` if its core metadata is stored, else None."""
+    return _servable(feed).filter(filename=filename).exclude(core_metadata_sha256="").first()

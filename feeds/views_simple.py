@@ -2,10 +2,13 @@
 
 Only files that indexed without error are listed or served; a download is served from the feed's own
 folder only, and only while the file is the one indexed (same size and mtime), so its ETag stays true.
+A wheel's core metadata (PEP 658/714) is announced with its hash and served as `<file>.metadata` under the
+same rule; yanked files (PEP 592) stay listed, marked.
 """
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from datetime import UTC
 from html import escape
@@ -22,9 +25,9 @@ from django.views.decorators.http import require_safe
 
 from feeds import negotiation
 from feeds.access import feed_readable
-from feeds.models import Feed
+from feeds.models import Feed, PackageFile
 from feeds.naming import project_normalize
-from feeds.selectors import feed_projects, package_file_get, project_file_values
+from feeds.selectors import core_metadata_get, feed_projects, package_file_get, project_file_values
 from feeds.storage import FileRefused, file_locate, file_open
 
 logger = logging.getLogger(__name__)
@@ -99,20 +102,33 @@ def _project_links_html(prefix: str, projects: list[str]) -> SafeString:
 
 
 def _file_links_html(prefix: str, files: list[Any]) -> SafeString:
-    """The project page's links (PEP 503: sha256 fragment, data-requires-python), one per line, from selector rows.
+    """The project page's links, one per line, from selector rows.
+
+    PEP 503 sha256 fragment and data-requires-python; PEP 658/714 core metadata hash under both its names (pip
+    before 23.2 reads only data-dist-info-metadata); PEP 592 data-yanked with the reason.
 
     Built in Python, not in a template loop: every value is escaped with html.escape, which is what Django's
     escape() (and so the template's autoescape) calls, so the bytes are those the template produced.
     """
     return mark_safe("".join(  # every interpolated value is escaped right here
         f'<a href="{escape(_file_url(prefix, file.filename))}#sha256={escape(file.sha256)}"'
-        f"{_requires_python_attribute(file.requires_python)}>{escape(file.filename)}</a><br>\n"
+        f"{_requires_python_attribute(file.requires_python)}{_core_metadata_attributes(file.core_metadata_sha256)}"
+        f"{_yanked_attribute(file)}>{escape(file.filename)}</a><br>\n"
         for file in files
     ))
 
 
 def _requires_python_attribute(requires_python: str) -> str:
     return f' data-requires-python="{escape(requires_python)}"' if requires_python else ""
+
+
+def _core_metadata_attributes(digest: str) -> str:
+    """PEP 714's name and PEP 658's, for a file whose metadata we store (none for the others: nothing to serve)."""
+    return f' data-core-metadata="sha256={digest}" data-dist-info-metadata="sha256={digest}"' if digest else ""
+
+
+def _yanked_attribute(file: Any) -> str:
+    return f' data-yanked="{escape(file.yanked_reason)}"' if file.yanked else ""
 
 
 def _file_json(prefix: str, file: Any) -> dict:
@@ -125,11 +141,15 @@ def _file_json(prefix: str, file: Any) -> dict:
     }
     if file.requires_python:
         entry["requires-python"] = file.requires_python
+    if file.core_metadata_sha256:  # PEP 714's key only: pip 22.3-23.1 fail on PEP 658's "dist-info-metadata" in JSON
+        entry["core-metadata"] = {"sha256": file.core_metadata_sha256}
+    if file.yanked:  # PEP 691: true, or the reason when there is one
+        entry["yanked"] = file.yanked_reason or True
     return entry
 
 
 # The columns each form of the project page reads (besides version and filename).
-HTML_FIELDS = ("sha256", "requires_python")
+HTML_FIELDS = ("sha256", "requires_python", "core_metadata_sha256", "yanked", "yanked_reason")
 JSON_FIELDS = (*HTML_FIELDS, "size", "uploaded_at")
 
 
@@ -155,6 +175,24 @@ def simple_project(request: HttpRequest, *, feed: Feed, project: str) -> HttpRes
     )
 
 
+def _validators(*, digest: str, mtime_ns: int) -> tuple[str, int, dict[str, str]]:
+    """ETag, modification time (seconds) and the headers carrying them."""
+    etag = f'"{digest}"'
+    modified = mtime_ns // 1_000_000_000
+    return etag, modified, {"ETag": etag, "Last-Modified": http_date(modified)}
+
+
+def _unchanged_or_404(*, feed: Feed, file: PackageFile, status: os.stat_result) -> None:
+    """Raise 404 unless the stored file is the one indexed: else its hashes (ETag, metadata) would be wrong."""
+    if (status.st_size, status.st_mtime_ns) != (file.size, file.mtime_ns):
+        raise Http404(f"file {file.filename!r} changed since it was indexed")
+
+
+def _unavailable(feed: Feed, filename: str, exc: Exception) -> Http404:
+    logger.warning("feed %s: cannot serve %s: %s", feed.name, filename, exc)
+    return Http404(f"file {filename!r} is not available")
+
+
 @require_safe
 @feed_readable
 def download(request: HttpRequest, *, feed: Feed, filename: str) -> HttpResponse:
@@ -162,9 +200,7 @@ def download(request: HttpRequest, *, feed: Feed, filename: str) -> HttpResponse
     file = package_file_get(feed=feed, filename=filename)
     if file is None:
         raise Http404(f"no file {filename!r} in feed {feed.name!r}")
-    etag = f'"{file.sha256}"'
-    modified = file.mtime_ns // 1_000_000_000
-    validators = {"ETag": etag, "Last-Modified": http_date(modified)}
+    etag, modified, validators = _validators(digest=file.sha256, mtime_ns=file.mtime_ns)
     conditional = get_conditional_response(
         request, etag=etag, last_modified=modified, response=HttpResponse(headers=validators),
     )
@@ -174,11 +210,37 @@ def download(request: HttpRequest, *, feed: Feed, filename: str) -> HttpResponse
         path, _ = file_locate(root=feed.storage.resolve(), name=file.filename)
         stream, status = file_open(path=path)
     except (FileRefused, OSError) as exc:
-        logger.warning("feed %s: cannot serve %s: %s", feed.name, filename, exc)
-        raise Http404(f"file {filename!r} is not available") from None
-    if (status.st_size, status.st_mtime_ns) != (file.size, file.mtime_ns):
-        stream.close()  # changed since it was indexed: its hash (the ETag) would be wrong until reindexed
-        raise Http404(f"file {filename!r} changed since it was indexed")
+        raise _unavailable(feed, filename, exc) from None
+    try:
+        _unchanged_or_404(feed=feed, file=file, status=status)
+    except Http404:
+        stream.close()
+        raise
     return FileResponse(
         stream, content_type="application/octet-stream", as_attachment=True, filename=filename, headers=validators,
     )
+
+
+@require_safe
+@feed_readable
+def core_metadata(request: HttpRequest, *, feed: Feed, filename: str) -> HttpResponse:
+    """PEP 658: a wheel's METADATA as stored at indexing (404 for sdists and rows not yet backfilled)."""
+    file = core_metadata_get(feed=feed, filename=filename)
+    if file is None:
+        raise Http404(f"no core metadata for {filename!r} in feed {feed.name!r}")
+    etag, modified, validators = _validators(digest=file.core_metadata_sha256, mtime_ns=file.mtime_ns)
+    conditional = get_conditional_response(
+        request, etag=etag, last_modified=modified, response=HttpResponse(headers=validators),
+    )
+    if conditional.status_code != 200:
+        return conditional
+    try:
+        _, status = file_locate(root=feed.storage.resolve(), name=file.filename)
+    except (FileRefused, OSError) as exc:
+        raise _unavailable(feed, filename, exc) from None
+    _unchanged_or_404(feed=feed, file=file, status=status)
+    # Core metadata is UTF-8 (indexing refuses anything else); the bytes are exactly the wheel's METADATA.
+    return HttpResponse(bytes(file.core_metadata), content_type=CORE_METADATA_TYPE, headers=validators)
+
+
+CORE_METADATA_TYPE = "text/plain; charset=utf-8"

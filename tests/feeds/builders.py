@@ -27,12 +27,12 @@ def wheel(folder: Path, name: str, version: str, *, metadata: bytes | None = Non
     """A pure-Python wheel with one module `<name>_mod.py`, complete with WHEEL and RECORD."""
     dist = name.replace("-", "_")
     info = f"{dist}-{version}.dist-info"
-    members = {
+    members = {  # the package's files first, .dist-info last, as bdist_wheel writes them
         f"{dist}_mod.py": f"VERSION = {version!r}\n".encode(),
+        **(extra or {}),
         f"{info}/METADATA": metadata if metadata is not None else metadata_text(
             name, version, requires_python=requires_python, requires=requires, summary=f"{name} for tests"),
         f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-        **(extra or {}),
     }
     record = "".join(f"{path},{_record_hash(data)},{len(data)}\n" for path, data in members.items())
     members[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()

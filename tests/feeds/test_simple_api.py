@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -54,9 +55,12 @@ def test_project_list_in_json(client: Client, indexed: Feed) -> None:
 def test_project_page_in_html_has_hashes_and_escaped_requires_python(client: Client, indexed: Feed) -> None:
     body = client.get("/pypi/main/simple/pkg-a/").content.decode()
     name = "pkg_a-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(indexed.storage / name) as archive:
+        metadata = hashlib.sha256(archive.read("pkg_a-1.0.dist-info/METADATA")).hexdigest()
     assert (
         f'<a href="/pypi/main/files/{name}#sha256={sha256(indexed, name)}" '
-        f'data-requires-python="&lt;4,&gt;=3.8">{name}</a>'
+        f'data-requires-python="&lt;4,&gt;=3.8" '
+        f'data-core-metadata="sha256={metadata}" data-dist-info-metadata="sha256={metadata}">{name}</a>'
     ) in body
     assert body.index(name) < body.index("pkg_a-2.0-py3-none-any.whl")
 
