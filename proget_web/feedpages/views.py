@@ -71,14 +71,15 @@ def feeds_index(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def feed_detail(request: HttpRequest, feed: str) -> HttpResponse:
-    """One feed: its projects and files, files that failed to index, how to use it, its reindex triggers."""
+    """One feed: a page of its files (`?q=` searches project names, `?page=`), files that failed to index, how to
+    use it, its reindex triggers (for users who may reindex)."""
     found = feed_get(name=feed)
     if found is None:
         return _missing(request, feed)
     triggers = selectors.feed_triggers_recent(feed=found.name)
     return render(request, "feeds_ui/detail.html", {
         "feed": found,
-        "contents": selectors.feed_contents(feed=found),
+        "listing": selectors.feed_listing(feed=found, query=request.GET.get("q", ""), page=request.GET.get("page")),
         "triggers": triggers,
         "active": selectors.feed_reindex_active(triggers=triggers),
         "index_url": request.build_absolute_uri(reverse("feeds:simple-index", kwargs={"feed": found.name})),
