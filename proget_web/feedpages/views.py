@@ -2,7 +2,8 @@
 
 Views parse the request and call the feeds/indexer core. Viewing needs a login; uploading what
 feeds.upload.upload_permitted allows (as for twine); Reindex needs administration.reindex_feed; creating,
-editing and deleting feeds need administration.change_settings (the Advanced Settings permission: whoever may change the server's settings may change its feeds).
+editing and deleting feeds need administration.change_settings (the Advanced Settings permission: whoever
+may change the server's settings may change its feeds).
 """
 from __future__ import annotations
 
