@@ -50,21 +50,26 @@ def feed_listing(*, feed: Feed, query: str = "", page: str | None = None) -> Fee
 
     A `page` that is not a number is page 1, one past the end the last page (Paginator.get_page): never an error.
     """
-    servable = PackageFile.objects.filter(feed=feed, index_error="")
-    counts = servable.aggregate(files=Count("id"), projects=Count("project", distinct=True))
-    matching = servable
+    servable = Q(index_error="")
+    files = PackageFile.objects.filter(feed=feed)
+    # One pass over the feed's rows for every count the page shows.
+    counts = files.aggregate(files=Count("id", filter=servable), errors=Count("id", filter=~servable),
+                             projects=Count("project", filter=servable, distinct=True))
+    rows = files.filter(servable)
     needle = project_normalize(query) if query.strip() else ""
     if needle:
-        matching = matching.filter(project__contains=needle)
-    rows = matching.order_by("project", "filename").only(*LISTED_FIELDS)
-    errors = PackageFile.objects.filter(feed=feed).exclude(index_error="")
+        rows = rows.filter(project__contains=needle)
+    paginator = Paginator(rows.order_by("project", "filename").only(*LISTED_FIELDS), FILES_PER_PAGE)
+    if not needle:
+        paginator.count = counts["files"]  # known already: spares the paginator its own COUNT query
+    errors = files.exclude(servable).order_by("filename")[:ERRORS_SHOWN] if counts["errors"] else []
     return FeedListing(
-        page=Paginator(rows, FILES_PER_PAGE).get_page(page),
+        page=paginator.get_page(page),
         query=query,
         file_count=counts["files"],
         project_count=counts["projects"],
-        errors=list(errors.order_by("filename")[:ERRORS_SHOWN]),
-        error_count=errors.count(),
+        errors=list(errors),
+        error_count=counts["errors"],
     )
 
 
