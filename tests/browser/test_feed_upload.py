@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.browser.conftest import Stack, expect, login
+from tests.browser.conftest import Stack, expect, login, screenshot
 from tests.feeds.builders import wheel
 from tests.processes import manage
 
@@ -59,3 +59,4 @@ def test_admin_uploads_wheels_through_the_page_and_searches_them(
     assert page.url == f"{stack.url}{PAGE}?q=Beta_Lib"
     expect(rows).to_have_count(1)
     expect(rows.first).to_have_attribute("data-file", built[1].name)
+    screenshot(page, "feed-upload-search.png")

@@ -65,6 +65,7 @@ def test_q_filters_by_project_name_and_paging_keeps_it(plain_user_client: Client
     page = _page(plain_user_client.get(f"/feeds/{FEED}/", {"q": "Beta_Tools"}))  # matched as a normalised name
     assert _listed(page) == beta[:FILES_PER_PAGE]
     assert 'value="Beta_Tools"' in page
+    assert f"{FILES_PER_PAGE + 1} files in projects matching “Beta_Tools”" in page and 'href="?">Show all files' in page
     assert 'href="?q=Beta_Tools&amp;page=2"' in page
     assert _listed(_page(plain_user_client.get(f"/feeds/{FEED}/", {"q": "beta", "page": "2"}))) == beta[FILES_PER_PAGE:]
     nothing = _page(plain_user_client.get(f"/feeds/{FEED}/", {"q": "zzz"}))
