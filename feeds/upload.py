@@ -45,25 +45,28 @@ def upload_permitted(*, user: AbstractBaseUser | AnonymousUser, feed: Feed) -> b
 
 
 def package_upload(
-    *, feed: Feed, filename: str, path: Path, fields: Mapping[str, str], uploader: str,
+    *, feed: Feed, filename: str, path: Path, fields: Mapping[str, str] | None, uploader: str,
 ) -> PackageFile:
     """Check the uploaded file at `path` (sent as `filename` with form `fields`), store and index it.
 
-    Raises UploadError. `path` is left where it is (the caller's temp file).
+    `fields` None is the feed page's upload form: the file alone, its name and version taken from its own
+    metadata. Raises UploadError. `path` is left where it is (the caller's temp file).
     """
-    action = fields.get(":action", "")
-    if action != UPLOAD_ACTION:
-        raise UploadError(f"unsupported :action {action!r} (only {UPLOAD_ACTION!r} is accepted)")
+    if fields is not None:
+        action = fields.get(":action", "")
+        if action != UPLOAD_ACTION:
+            raise UploadError(f"unsupported :action {action!r} (only {UPLOAD_ACTION!r} is accepted)")
     try:
         with path.open("rb") as stream:
             checked = file_check(stream=stream, name=filename)
     except MetadataError as exc:
         raise UploadError(f"{filename}: {exc}") from None
-    _form_check(fields=fields, project=checked.metadata.project, version=checked.metadata.version)
-    for field, actual in (("sha256_digest", checked.sha256), ("md5_digest", checked.md5)):
-        sent = fields.get(field, "").strip().lower()
-        if sent and sent != actual:
-            raise UploadError(f"{field} does not match the file received ({sent} sent, {actual} received)")
+    if fields is not None:
+        _form_check(fields=fields, project=checked.metadata.project, version=checked.metadata.version)
+        for field, actual in (("sha256_digest", checked.sha256), ("md5_digest", checked.md5)):
+            sent = fields.get(field, "").strip().lower()
+            if sent and sent != actual:
+                raise UploadError(f"{field} does not match the file received ({sent} sent, {actual} received)")
     overwrite = bool(setting_get("Feeds.AllowOverwrite"))
     try:
         file_store(source=path, root=feed.storage, name=filename, overwrite=overwrite, move=False)

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_POST
 from api.keys import request_key_user
 from feeds.access import BASIC_REALM, basic_auth_user
 from feeds.limits import MAX_UPLOAD_BYTES, MAX_UPLOAD_REQUEST_BYTES
+from feeds.models import Feed
 from feeds.selectors import feed_get
 from feeds.upload import UploadError, package_upload, upload_permitted
 from indexer.models import Trigger
@@ -96,6 +97,15 @@ def _authorized(request: HttpRequest) -> AbstractBaseUser:
     return user
 
 
+def upload_reindex_request(*, feed: Feed, filename: str, uploader: str) -> None:
+    """After an upload: ask the service to reindex the feed. The file is served already (the reindex keeps the
+    index consistent with the folder), so a failure here is logged, never the upload's."""
+    try:
+        trigger_request(kind=Trigger.Kind.FEED_REINDEX, target=feed.name, requested_by=uploader)
+    except (TriggerError, DatabaseError):
+        logger.exception("feed %s: %s stored, but the reindex could not be queued", feed.name, filename)
+
+
 @csrf_exempt
 @require_POST
 def legacy_upload(request: HttpRequest, *, feed: str) -> HttpResponse:
@@ -117,8 +127,5 @@ def legacy_upload(request: HttpRequest, *, feed: str) -> HttpResponse:
         return _text(str(exc), status=exc.status)
     finally:
         upload.close()
-    try:  # the file is served already; the reindex keeps the index consistent with the folder
-        trigger_request(kind=Trigger.Kind.FEED_REINDEX, target=found.name, requested_by=user.get_username())
-    except (TriggerError, DatabaseError):
-        logger.exception("feed %s: %s stored, but the reindex could not be queued", found.name, row.filename)
+    upload_reindex_request(feed=found, filename=row.filename, uploader=user.get_username())
     return _text(f"OK: {row.filename} stored in feed {found.name}", status=200)

@@ -1,4 +1,4 @@
-"""What the feed pages read: per-feed counts, a feed's files grouped by project, its reindex triggers.
+"""What the feed pages read: per-feed counts, one page of a feed's files (searched by project), its reindex triggers.
 
 Reads only: nothing here writes, and nothing here talks to the service (see progress.py for that).
 """
@@ -7,14 +7,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.core.paginator import Page, Paginator
 from django.db.models import Count, Q, QuerySet
-from packaging.version import InvalidVersion, Version
 
 from feeds.models import Feed, PackageFile
+from feeds.naming import project_normalize
 from indexer.models import Trigger
 
 # The feed page lists this many of the feed's latest reindex requests; older ones are in the service log.
 TRIGGERS_SHOWN = 10
+# One page of the file list: a screenful to scan, and a page that renders in a few ms whatever the feed's size.
+FILES_PER_PAGE = 50
+# Unindexable files shown above the list; past this many the count says how many more there are.
+ERRORS_SHOWN = 20
+# The columns the file list shows (the rest of a row, e.g. a long summary, is not read).
+LISTED_FIELDS = ("filename", "project", "version", "requires_python", "size", "uploaded_at")
 ACTIVE_STATES = (Trigger.State.PENDING, Trigger.State.RUNNING)
 
 
@@ -29,46 +36,40 @@ def feeds_overview() -> QuerySet[Feed]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ProjectFiles:
-    project: str
-    files: list[PackageFile]  # oldest version first
-
-    @property
-    def latest(self) -> PackageFile:
-        return self.files[-1]
-
-
-@dataclass(frozen=True, kw_only=True)
-class FeedContents:
-    projects: list[ProjectFiles]  # servable files, by project name
-    errors: list[PackageFile]  # files that could not be indexed (never served), by filename
-
-    @property
-    def file_count(self) -> int:
-        return sum(len(project.files) for project in self.projects)
+class FeedListing:
+    page: Page  # of servable PackageFile rows, by project then filename
+    query: str  # the search as typed (empty: every project)
+    file_count: int  # servable files in the feed, whatever the search
+    project_count: int
+    errors: list[PackageFile]  # the first ERRORS_SHOWN files that could not be indexed, by filename
+    error_count: int
 
 
-def _version_key(file: PackageFile) -> tuple[Version, str]:
-    try:
-        return Version(file.version), file.filename
-    except InvalidVersion:  # indexing validates versions; an old row must still not break the page
-        return Version("0"), file.filename
+def feed_listing(*, feed: Feed, query: str = "", page: str | None = None) -> FeedListing:
+    """One page of the feed's servable files whose project name contains `query`, with the feed's counts.
 
-
-def feed_contents(*, feed: Feed) -> FeedContents:
-    """The feed's servable files grouped by project (oldest version first) and its unindexable files."""
-    projects: dict[str, list[PackageFile]] = {}
-    errors: list[PackageFile] = []
-    for file in PackageFile.objects.filter(feed=feed).order_by("project", "filename"):
-        if file.index_error:
-            errors.append(file)
-        else:
-            projects.setdefault(file.project, []).append(file)
-    return FeedContents(
-        projects=[
-            ProjectFiles(project=name, files=sorted(files, key=_version_key)) for name, files in projects.items()
-        ],
-        errors=sorted(errors, key=lambda file: file.filename),
+    A `page` that is not a number is page 1, one past the end the last page (Paginator.get_page): never an error.
+    """
+    servable = Q(index_error="")
+    files = PackageFile.objects.filter(feed=feed)
+    # One pass over the feed's rows for every count the page shows.
+    counts = files.aggregate(files=Count("id", filter=servable), errors=Count("id", filter=~servable),
+                             projects=Count("project", filter=servable, distinct=True))
+    rows = files.filter(servable)
+    needle = project_normalize(query) if query.strip() else ""
+    if needle:
+        rows = rows.filter(project__contains=needle)
+    paginator = Paginator(rows.order_by("project", "filename").only(*LISTED_FIELDS), FILES_PER_PAGE)
+    if not needle:
+        paginator.count = counts["files"]  # known already: spares the paginator its own COUNT query
+    errors = files.exclude(servable).order_by("filename")[:ERRORS_SHOWN] if counts["errors"] else []
+    return FeedListing(
+        page=paginator.get_page(page),
+        query=query,
+        file_count=counts["files"],
+        project_count=counts["projects"],
+        errors=list(errors),
+        error_count=counts["errors"],
     )
 
 

@@ -1,24 +1,33 @@
-"""The feed pages: list and manage feeds, one feed's packages, Reindex (PRG) and its live status as JSON.
+"""The feed pages: list and manage feeds, one feed's packages, upload and Reindex (PRG), live status as JSON.
 
-Views parse the request and call the feeds/indexer core. Viewing needs a login; Reindex needs
-administration.reindex_feed; creating, editing and deleting feeds need administration.change_settings
-(the Advanced Settings permission: whoever may change the server's settings may change its feeds).
+Views parse the request and call the feeds/indexer core. Viewing needs a login; uploading what
+feeds.upload.upload_permitted allows (as for twine); Reindex needs administration.reindex_feed; creating,
+editing and deleting feeds need administration.change_settings (the Advanced Settings permission: whoever
+may change the server's settings may change its feeds).
 """
 from __future__ import annotations
 
 import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from feeds.limits import MAX_UPLOAD_BYTES
 from feeds.models import Feed
 from feeds.selectors import feed_get
 from feeds.services import FeedError, feed_create, feed_delete, feed_update
+from feeds.upload import UploadError, package_upload, upload_permitted
+from feeds.views_upload import CONTENT_FIELD, upload_reindex_request
 from indexer.models import Trigger
 from indexer.trigger_requests import trigger_request
 from indexer.triggers import TriggerError
@@ -71,20 +80,70 @@ def feeds_index(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def feed_detail(request: HttpRequest, feed: str) -> HttpResponse:
-    """One feed: its projects and files, files that failed to index, how to use it, its reindex triggers."""
+    """One feed: a page of its files (`?q=` searches project names, `?page=`), files that failed to index, how to
+    use it, its reindex triggers (for users who may reindex)."""
     found = feed_get(name=feed)
     if found is None:
         return _missing(request, feed)
     triggers = selectors.feed_triggers_recent(feed=found.name)
     return render(request, "feeds_ui/detail.html", {
         "feed": found,
-        "contents": selectors.feed_contents(feed=found),
+        "listing": selectors.feed_listing(feed=found, query=request.GET.get("q", ""), page=request.GET.get("page")),
         "triggers": triggers,
         "active": selectors.feed_reindex_active(triggers=triggers),
         "index_url": request.build_absolute_uri(reverse("feeds:simple-index", kwargs={"feed": found.name})),
         "can_reindex": request.user.has_perm(REINDEX_PERMISSION),
         "can_manage": request.user.has_perm(MANAGE_PERMISSION),
+        "can_upload": upload_permitted(user=request.user, feed=found),
+        "upload_field": CONTENT_FIELD,
     })
+
+
+@contextmanager
+def _on_disk(upload: UploadedFile) -> Iterator[Path]:
+    """The uploaded file as a path for the core: Django keeps a small upload in memory, a large one in a temp file."""
+    if isinstance(upload, TemporaryUploadedFile):
+        yield Path(upload.temporary_file_path())
+        return
+    with tempfile.NamedTemporaryFile(prefix="feed-upload-") as spool:
+        for chunk in upload.chunks():
+            spool.write(chunk)
+        spool.flush()
+        yield Path(spool.name)
+
+
+@require_POST
+@login_required
+def feed_upload(request: HttpRequest, feed: str) -> HttpResponse:
+    """The feed page's upload form: store and index one package file through the twine upload's core, then go
+    back to the feed page saying what happened. Users `upload_permitted` refuses get a 403.
+
+    The body is bounded before it is read: the web server refuses a Content-Length over
+    MAX_UPLOAD_REQUEST_BYTES from the headers (feeds/limits.py); the file itself is held to MAX_UPLOAD_BYTES here.
+    """
+    found = feed_get(name=feed)
+    if found is None:
+        return _missing(request, feed)
+    if not upload_permitted(user=request.user, feed=found):
+        raise PermissionDenied("feeds.upload_package")
+    upload = request.FILES.get(CONTENT_FIELD)
+    if upload is None:
+        messages.error(request, "Choose a package file to upload.")
+        return redirect("feed-detail", feed=found.name)
+    try:
+        if upload.size > MAX_UPLOAD_BYTES:
+            raise UploadError(f"the file is {upload.size} bytes, over the limit of {MAX_UPLOAD_BYTES} bytes")
+        with _on_disk(upload) as path:
+            row = package_upload(feed=found, filename=upload.name, path=path, fields=None,
+                                 uploader=request.user.get_username())
+    except UploadError as exc:
+        messages.error(request, f"{upload.name} not uploaded: {exc}")
+    else:
+        upload_reindex_request(feed=found, filename=row.filename, uploader=request.user.get_username())
+        messages.success(request, f"{row.filename} uploaded to feed {found.name}.")
+    finally:
+        upload.close()
+    return redirect("feed-detail", feed=found.name)
 
 
 @require_POST

@@ -38,7 +38,7 @@ PUBLIC_GET = {
     "feeds:download": 404,
 }
 # Routes that answer GET with a refusal of the method (they are POST-only), whoever asks.
-POST_ONLY = {"logout", "feeds:legacy-upload", "feed-reindex"}
+POST_ONLY = {"logout", "feeds:legacy-upload", "feed-reindex", "feed-upload"}
 # Routes that authenticate by API key (or the metrics IP allowlist): 401 without one, never the login page.
 KEY_ONLY = {"metrics", "api-settings-list", "api-settings-set", "api-service-status", "api-runner-action",
             "api-feed-reindex", "api-trigger"}

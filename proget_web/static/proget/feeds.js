@@ -91,9 +91,10 @@
     }
   }
 
-  // The file list, errors and facts as the server renders them now; the page's own HTML, parsed inertly.
+  // The file list (this page of it, this search), errors and facts as the server renders them now; the page's own
+  // HTML, parsed inertly.
   function reloadContents() {
-    fetch(window.location.pathname, { credentials: "same-origin", headers: { Accept: "text/html" } })
+    fetch(window.location.pathname + window.location.search, { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (response) {
         if (!response.ok) { throw new Error("HTTP " + response.status); }
         return response.text();
@@ -135,7 +136,7 @@
       .then(function (status) {
         if (status === null) {  // deleted while we watched: nothing left to follow
           setText("reindex-state", "this feed no longer exists");
-          field("progress").hidden = true;
+          if (field("progress")) { field("progress").hidden = true; }
           return;
         }
         delay = POLL_MS;
