@@ -20,6 +20,7 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from django.utils import timezone
 
+from indexer.models import Trigger
 from messenger.config import messenger_settings
 from messenger.server import MessengerServer, RequestContext
 from proget_web.advanced_settings.services import setting_set
@@ -131,8 +132,12 @@ class FakeService:
 
         return handle
 
+    async def nudge(self, body: dict, ctx: RequestContext) -> dict:
+        self.requests.append(("trigger.nudge", body))
+        return {"outcomes": [f"trigger {body['id']} (runner.run {RUNNER}): {RUNNER} started"]}
+
     def server(self, key: bytes) -> MessengerServer:
-        handlers = {"ping": self.ping}
+        handlers = {"ping": self.ping, "trigger.nudge": self.nudge}
         handlers.update({t: self.handler(t) for t in ("runner.run", "runner.pause", "runner.resume",
                                                       "service.restart")})
         return MessengerServer(key=key, handlers=handlers, stream_handlers={"status.subscribe": self.subscribe})
@@ -423,8 +428,11 @@ def test_control_actions_reach_the_service_and_answer_only_the_asker(messenger_c
             await admin.link_state(lambda link: link.get("status") == "connected")
             await admin.send_json_to({"action": "run", "runner": RUNNER, "id": 1})
             reply = await until(admin, lambda m: m["type"] in ("reply", "error"))
+            (trigger,) = await sync_to_async(list)(Trigger.objects.all())
             assert reply == {"type": "reply", "action": "run", "runner": RUNNER, "id": 1,
-                             "result": {"started": True, "message": f"{RUNNER} started"}}
+                             "result": {"message": f"trigger {trigger.id} (runner.run {RUNNER}): {RUNNER} started",
+                                        "queued": False, "trigger": trigger.id}}
+            assert (trigger.kind, trigger.target, trigger.requested_by) == ("runner.run", RUNNER, "admin")
             await admin.send_json_to({"action": "pause", "runner": RUNNER})
             reply = await until(admin, lambda m: m["type"] in ("reply", "error"))
             assert reply["result"]["state"] == "paused"
@@ -434,9 +442,9 @@ def test_control_actions_reach_the_service_and_answer_only_the_asker(messenger_c
             await admin.send_json_to({"action": "restart"})
             reply = await until(admin, lambda m: m["type"] in ("reply", "error"))
             assert reply["result"] == {"restarting": True}
-            assert [t for t, _ in h.service.requests] == ["runner.run", "runner.pause", "runner.resume",
+            assert [t for t, _ in h.service.requests] == ["trigger.nudge", "runner.pause", "runner.resume",
                                                           "service.restart"]
-            assert h.service.requests[0][1] == {"name": RUNNER}
+            assert h.service.requests[0][1] == {"id": trigger.id}
             await asyncio.sleep(0.2)
             while not await bystander.receive_nothing(timeout=0.05):
                 message = await bystander.receive_json_from()
@@ -627,6 +635,31 @@ def test_service_going_away_is_reported_and_the_stream_resumes_when_it_returns(m
             assert back["snapshot"]["logs"][-1]["message"] == "service is back"
             await viewer.link_state(lambda link: link["status"] == "connected" and link["subscribed"])
             assert h.service.subscribes == 2 and h.service.open_streams == 1
+
+    run(main())
+
+
+def test_run_with_the_service_unreachable_is_queued_as_a_durable_trigger(messenger_config: Any,
+                                                                         admin_session: str) -> None:
+    """The Run button goes through the same core as `manage.py messenger run`: queued, not lost."""
+    async def main() -> None:
+        async with harness(messenger_config) as h:
+            viewer = await h.viewer(admin_session)
+            await h.server.close()
+            await viewer.link_state(lambda link: link.get("status") == "unreachable")
+            await viewer.send_json_to({"action": "run", "runner": RUNNER, "id": 3})
+            reply = await until(viewer, lambda m: m["type"] in ("reply", "error"))
+            (trigger,) = await sync_to_async(list)(Trigger.objects.all())
+            assert reply["type"] == "reply" and reply["result"]["queued"] is True, reply
+            assert reply["result"]["trigger"] == trigger.id
+            assert f"trigger {trigger.id} queued — the service is not reachable" in reply["result"]["message"]
+            assert (trigger.state, trigger.kind, trigger.target) == ("pending", "runner.run", RUNNER)
+            # An unknown runner is refused by the same core: an error, and nothing queued.
+            await viewer.send_json_to({"action": "run", "runner": "No Such Runner"})
+            error = await until(viewer, lambda m: m["type"] in ("reply", "error"))
+            assert error["type"] == "error" and "unknown runner 'No Such Runner'" in error["message"]
+            assert await sync_to_async(Trigger.objects.count)() == 1
+            await h.start_server()  # the harness closes it
 
     run(main())
 
