@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -625,10 +626,13 @@ def test_service_going_away_is_reported_and_the_stream_resumes_when_it_returns(m
     async def main() -> None:
         async with harness(messenger_config) as h:
             viewer = await h.viewer(admin_session)
+            seen = viewer.link["lastSeen"]  # the snapshot just arrived
+            assert isinstance(seen, float) and abs(seen - time.time()) < 5
             await h.server.close()
             down = await until(viewer, lambda m: m["type"] == "link" and m["link"]["status"] == "unreachable")
             assert down["link"]["reason"]
             assert down["link"]["subscribed"] is False
+            assert down["link"]["lastSeen"] >= seen, "the page marks its values stale with this time"
             h.service.log("service is back")
             await h.start_server()
             back = await until(viewer, lambda m: m["type"] == "snapshot", timeout=15)
