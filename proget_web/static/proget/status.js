@@ -158,14 +158,16 @@
 
   // --- rendering: stale data (the service is away: its last values stay, marked, and its actions are off) ---
 
+  function markStale(note) {
+    var stale = !isLive() && model.snapshot !== null;
+    note.hidden = !stale;
+    note.textContent = stale ? staleNote() : "";
+  }
+
   function renderStale() {
     var live = isLive();
-    var stale = !live && model.snapshot !== null;
     root.classList.toggle("is-stale", !live);
-    Array.prototype.forEach.call(root.querySelectorAll(".stale-note"), function (note) {
-      note.hidden = !stale;
-      note.textContent = stale ? staleNote() : "";
-    });
+    Array.prototype.forEach.call(root.querySelectorAll(".stale-note"), markStale);
     var restart = root.querySelector('button[data-action="restart"]');
     if (restart) { restart.disabled = !live; }
     Object.keys(runnerRows).forEach(function (name) { renderRunnerActions(runnerRows[name]); });
@@ -259,9 +261,7 @@
     entry.nextWhen.textContent = value === "paused" ? "paused" : (state.nextRunAt ? formatTime(state.nextRunAt) : "—");
     entry.nextWhen.title = state.nextRunAt ? relative(state.nextRunAt) : "";
     renderRunnerActions(entry);
-    var stale = !isLive();
-    entry.staleNote.hidden = !stale;
-    entry.staleNote.textContent = stale ? staleNote() : "";
+    markStale(entry.staleNote);
     renderQueued(entry, state.name, state);
   }
 
