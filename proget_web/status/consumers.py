@@ -18,6 +18,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 
 from indexer.models import Trigger
 from indexer.trigger_requests import trigger_request_async
@@ -220,6 +221,10 @@ class ServiceStatusConsumer(AsyncJsonWebsocketConsumer):
                                                   call=self.link.request)
         except TriggerError as exc:
             await self._error(str(exc), message)
+            return
+        except DatabaseError as exc:  # nothing queued: say so rather than drop the socket
+            logger.warning("status page: run %s not queued: %s", message["runner"], exc)
+            await self._error(f"run not queued: the database is not available ({exc})", message)
             return
         logger.info("status page: run %s by %s: %s", message["runner"], self.scope["user"], outcome.message)
         await self._reply(message, {"message": outcome.message, "queued": not outcome.nudged,

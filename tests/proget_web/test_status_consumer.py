@@ -18,9 +18,11 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, Permission, User
 from django.contrib.sessions.models import Session
+from django.db import OperationalError
 from django.test import Client
 from django.utils import timezone
 
+from indexer import trigger_requests
 from indexer.models import Trigger
 from messenger.config import messenger_settings
 from messenger.server import MessengerServer, RequestContext
@@ -664,6 +666,27 @@ def test_run_with_the_service_unreachable_is_queued_as_a_durable_trigger(messeng
             assert error["type"] == "error" and "unknown runner 'No Such Runner'" in error["message"]
             assert await sync_to_async(Trigger.objects.count)() == 1
             await h.start_server()  # the harness closes it
+
+    run(main())
+
+
+def test_run_that_cannot_be_stored_gets_an_error_and_the_socket_stays_open(messenger_config: Any, admin_session: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    def database_down(**_: Any) -> None:
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(trigger_requests, "trigger_queue", database_down)
+
+    async def main() -> None:
+        async with harness(messenger_config) as h:
+            viewer = await h.viewer(admin_session)
+            await viewer.send_json_to({"action": "run", "runner": RUNNER, "id": 4})
+            error = await until(viewer, lambda m: m["type"] in ("reply", "error"))
+            assert error["type"] == "error" and error["id"] == 4
+            assert error["message"] == "run not queued: the database is not available (database is locked)"
+            await viewer.send_json_to({"action": "reconnect", "id": 5})
+            assert (await until(viewer, lambda m: m["type"] == "reply"))["id"] == 5
+            assert h.service.requests == []
 
     run(main())
 
