@@ -186,7 +186,7 @@ def test_with_the_service_stopped_values_are_marked_stale_and_only_run_stays_usa
     expect(cleanup.get_by_role("button", name="Pause")).to_be_enabled()
     expect(page.get_by_role("button", name="Restart service")).to_be_enabled()
     expect(cleanup.locator(".queued-note")).to_have_text("", timeout=15_000)
-    expect(field(page, "action-result")).to_contain_text("has started")
+    expect(field(page, "action-result")).to_contain_text(f"{CLEANUP} started after the service came back (trigger ")
     wait_for(lambda: trigger_states(stack)[triggers_before:] == ["done"], timeout=15,
              what="the Run queued while the service was down to be done")
 

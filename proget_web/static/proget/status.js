@@ -271,7 +271,7 @@
     if (queued && isLive() && (state.state === "running" || state.lastStartedAt !== queued.lastStartedAt)) {
       delete queuedRuns[name];
       showResult({ action: "run", runner: name,
-        result: { message: "trigger " + queued.trigger + " (queued while the service was away) has started" } });
+        result: { message: name + " started after the service came back (trigger " + queued.trigger + " was queued)" } });
       queued = null;
     }
     entry.queuedNote.textContent = queued ? "Run queued (trigger " + queued.trigger + ")" : "";
