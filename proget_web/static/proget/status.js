@@ -270,8 +270,8 @@
     var queued = queuedRuns[name];
     if (queued && isLive() && (state.state === "running" || state.lastStartedAt !== queued.lastStartedAt)) {
       delete queuedRuns[name];
-      showResult({ action: "run", runner: name,
-        result: { message: name + " started after the service came back (trigger " + queued.trigger + " was queued)" } });
+      var started = name + " started after the service came back (trigger " + queued.trigger + " was queued)";
+      showResult({ action: "run", runner: name, result: { message: started } });
       queued = null;
     }
     entry.queuedNote.textContent = queued ? "Run queued (trigger " + queued.trigger + ")" : "";
