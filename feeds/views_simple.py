@@ -175,11 +175,16 @@ def simple_project(request: HttpRequest, *, feed: Feed, project: str) -> HttpRes
     )
 
 
-def _validators(*, digest: str, mtime_ns: int) -> tuple[str, int, dict[str, str]]:
-    """ETag, modification time (seconds) and the headers carrying them."""
+def _conditional(request: HttpRequest, *, digest: str, mtime_ns: int) -> tuple[dict[str, str], HttpResponse | None]:
+    """The validator headers (ETag from `digest`, Last-Modified), and the answer when the request's conditions
+    end it (304 Not Modified carrying the validators, or 412 Precondition Failed), else None."""
     etag = f'"{digest}"'
     modified = mtime_ns // 1_000_000_000
-    return etag, modified, {"ETag": etag, "Last-Modified": http_date(modified)}
+    validators = {"ETag": etag, "Last-Modified": http_date(modified)}
+    conditional = get_conditional_response(
+        request, etag=etag, last_modified=modified, response=HttpResponse(headers=validators),
+    )
+    return validators, (None if conditional.status_code == 200 else conditional)
 
 
 def _unchanged_or_404(*, feed: Feed, file: PackageFile, status: os.stat_result) -> None:
@@ -200,11 +205,8 @@ def download(request: HttpRequest, *, feed: Feed, filename: str) -> HttpResponse
     file = package_file_get(feed=feed, filename=filename)
     if file is None:
         raise Http404(f"no file {filename!r} in feed {feed.name!r}")
-    etag, modified, validators = _validators(digest=file.sha256, mtime_ns=file.mtime_ns)
-    conditional = get_conditional_response(
-        request, etag=etag, last_modified=modified, response=HttpResponse(headers=validators),
-    )
-    if conditional.status_code != 200:  # 304 Not Modified (carrying the validators) or 412 Precondition Failed
+    validators, conditional = _conditional(request, digest=file.sha256, mtime_ns=file.mtime_ns)
+    if conditional is not None:
         return conditional
     try:
         path, _ = file_locate(root=feed.storage.resolve(), name=file.filename)
@@ -228,11 +230,8 @@ def core_metadata(request: HttpRequest, *, feed: Feed, filename: str) -> HttpRes
     file = core_metadata_get(feed=feed, filename=filename)
     if file is None:
         raise Http404(f"no core metadata for {filename!r} in feed {feed.name!r}")
-    etag, modified, validators = _validators(digest=file.core_metadata_sha256, mtime_ns=file.mtime_ns)
-    conditional = get_conditional_response(
-        request, etag=etag, last_modified=modified, response=HttpResponse(headers=validators),
-    )
-    if conditional.status_code != 200:
+    validators, conditional = _conditional(request, digest=file.core_metadata_sha256, mtime_ns=file.mtime_ns)
+    if conditional is not None:
         return conditional
     try:
         _, status = file_locate(root=feed.storage.resolve(), name=file.filename)

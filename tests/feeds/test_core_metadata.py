@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from api.keys import api_key_create
@@ -115,6 +115,7 @@ class TestPrivateFeed:
         assert refused.status_code == 401 and refused["WWW-Authenticate"].startswith("Basic")
         assert client.get(f"/pypi/main/files/{WHEEL}").status_code == 401
         owner = User.objects.create_user("alice", password="s3cret-pass")
+        owner.user_permissions.add(Permission.objects.get(codename="upload_package"))  # a feeds:upload key needs it
         reader = api_key_create(name="ci", owner=owner, scopes=["feeds:read"]).token
         uploader = api_key_create(name="up", owner=owner, scopes=["feeds:upload"]).token
         assert client.get(url, HTTP_X_APIKEY=reader).status_code == 200

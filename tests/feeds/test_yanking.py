@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from api.keys import api_key_create
@@ -31,6 +31,7 @@ def indexed(feed: Feed) -> Feed:
 
 def token(*scopes: str) -> str:
     owner = User.objects.get_or_create(username="publisher")[0]
+    owner.user_permissions.add(Permission.objects.get(codename="upload_package"))  # what a feeds:upload key needs
     return api_key_create(name="k", owner=owner, scopes=scopes).token
 
 
