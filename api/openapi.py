@@ -69,7 +69,7 @@ def _yank_operation(summary: str) -> dict[str, Any]:
         summary=summary, scope="feeds:upload", requestBody={"required": True, "content": body},
         parameters=[{"name": "feed", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}],
         responses={"200": _json(_ref("Yank"), "Done; the release's files."), "400": BAD_REQUEST,
-                   "404": _error("No feed of that name, or no files of that release in it.")},
+                   "404": _error("No feed of that name, or no files of that release in it."), **BODY_ERRORS},
     )}
 
 
