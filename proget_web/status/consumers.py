@@ -18,11 +18,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.db import DatabaseError
 
-from indexer.models import Trigger
-from indexer.trigger_requests import trigger_request_async
-from indexer.triggers import TriggerError
 from messenger.errors import MessengerError, MessengerUnavailable, RemoteError
 from proget_web.session_sockets import session_socket_add, session_socket_remove, session_user
 from proget_web.status.link import EVENT_SNAPSHOT, ServiceLink, service_link
@@ -41,10 +37,8 @@ MAX_MESSAGE_BYTES = 4096
 # Runner names are short display names ("Feed Indexing"); a longer one is a malformed message.
 MAX_RUNNER_NAME = 200
 
-# Client -> server actions. Run is a durable trigger first (see _run); the others are the service request named.
-RUN = "run"
-RUNNER_REQUESTS = {"pause": "runner.pause", "resume": "runner.resume"}
-RUNNER_ACTIONS = frozenset({RUN, *RUNNER_REQUESTS})
+# Client -> server actions and the service request each one sends (None: handled by the link itself).
+RUNNER_ACTIONS = {"run": "runner.run", "pause": "runner.pause", "resume": "runner.resume"}
 RESTART = "restart"
 RECONNECT = "reconnect"
 CONTROL_ACTIONS = frozenset({*RUNNER_ACTIONS, RESTART})
@@ -190,13 +184,10 @@ class ServiceStatusConsumer(AsyncJsonWebsocketConsumer):
             self.link.reconnect()
             await self._reply(message, {"reconnecting": True})
             return
-        if action == RUN:
-            await self._run(message)
-            return
         if action == RESTART:
             type, body = "service.restart", {}
         else:
-            type, body = RUNNER_REQUESTS[action], {"name": message["runner"]}
+            type, body = RUNNER_ACTIONS[action], {"name": message["runner"]}
         try:
             result = await self.link.request(type, body)
         except MessengerUnavailable as exc:
@@ -208,27 +199,6 @@ class ServiceStatusConsumer(AsyncJsonWebsocketConsumer):
         else:
             logger.info("status page: %s %s by %s", action, message.get("runner", ""), self.scope["user"])
             await self._reply(message, result)
-
-    async def _run(self, message: dict) -> None:
-        """Run goes through the same core as `manage.py messenger run`: a durable trigger, then a nudge.
-
-        With the service unreachable the trigger stays pending (the reply says "queued") and runs when it is back.
-        """
-        assert self.link is not None
-        try:
-            outcome = await trigger_request_async(kind=Trigger.Kind.RUNNER_RUN, target=message["runner"],
-                                                  requested_by=self.scope["user"].get_username(),
-                                                  call=self.link.request)
-        except TriggerError as exc:
-            await self._error(str(exc), message)
-            return
-        except DatabaseError as exc:  # nothing queued: say so rather than drop the socket
-            logger.warning("status page: run %s not queued: %s", message["runner"], exc)
-            await self._error(f"run not queued: the database is not available ({exc})", message)
-            return
-        logger.info("status page: run %s by %s: %s", message["runner"], self.scope["user"], outcome.message)
-        await self._reply(message, {"message": outcome.message, "queued": not outcome.nudged,
-                                    "trigger": outcome.trigger.id})
 
     # --- link -> browser ---
 

@@ -92,9 +92,7 @@ def template_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _start_web(data_dir: Path) -> tuple[subprocess.Popen, int]:
-    # The web node knows the service's runners too: a Run from the page is checked against them before it is queued.
-    return start_daphne(data_dir, log=data_dir / "daphne.log", PROGET_NODE_NAME=WEB_NODE,
-                        PROGET_EXTRA_RUNNERS=SLOW_RUNNER)
+    return start_daphne(data_dir, log=data_dir / "daphne.log", PROGET_NODE_NAME=WEB_NODE)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.browser.conftest import ROOT, Stack, expect, login, screenshot
-from tests.processes import shell, start_daphne, stop, wait_for
+from tests.processes import manage, start_daphne, stop
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -111,13 +111,11 @@ def test_live_runners_progress_and_log_without_reload(page: Page, stack: Stack) 
 
 def test_log_text_from_the_service_is_not_markup(page: Page, stack: Stack) -> None:
     open_status(page, stack)
-    # A trigger for a "runner" named like a script, written straight to the database (`messenger run` refuses an
-    # unknown runner before queueing): Trigger Dispatch's poll refuses it and logs the name in its reason.
-    shell(stack.data_dir, f"from indexer.triggers import trigger_create; "
-                          f"trigger_create(kind='runner.run', target={XSS!r}, requested_by='test')")
+    # A trigger for a "runner" named like a script: the service refuses it and logs the name in its reason.
+    manage(stack.data_dir, "messenger", "run", XSS)
 
     line = log_messages(page).filter(has_text=XSS)
-    expect(line.first).to_be_visible(timeout=15_000)  # the poll runs every 5 s (Service.TriggerPollSeconds)
+    expect(line.first).to_be_visible()
     expect(line.first).to_contain_text(f"failed: unknown runner '{XSS}'")
     assert page.evaluate("typeof window.__xss") == "undefined"
     assert field(page, "log").locator("script").count() == 0
@@ -143,52 +141,6 @@ def test_the_page_follows_the_service_through_a_stop_and_a_start(page: Page, sta
     expect(runner_row(page, CLEANUP)).to_have_count(1)
     assert page.evaluate("window.__samePage") == "still here"
     assert navigations == [], f"the page navigated: {navigations}"
-
-
-LAST_SEEN = re.compile(r"^stale — last seen \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$")
-
-
-def trigger_states(stack: Stack) -> list[str]:
-    return shell(stack.data_dir, "from indexer.models import Trigger; "
-                                 "print(*Trigger.objects.order_by('id').values_list('state', flat=True))").split()
-
-
-def test_with_the_service_stopped_values_are_marked_stale_and_only_run_stays_usable(page: Page, stack: Stack) -> None:
-    open_status(page, stack)
-    cleanup = runner_row(page, CLEANUP)
-    expect(field(page, "node-stale")).to_be_hidden()
-    expect(cleanup.locator(".stale-note")).to_be_hidden()
-    expect(cleanup.locator("td").nth(4)).to_contain_text(re.compile(r"\d\d:\d\d:\d\d UTC"))  # one format, with zone
-    triggers_before = len(trigger_states(stack))
-
-    assert stack.service.stop() == 0, stack.service_log()
-    expect(field(page, "page-state")).to_have_text("service not reachable", timeout=10_000)
-    # The last values stay, marked stale with when they were last seen.
-    expect(field(page, "node")).to_have_text("browser-service")
-    expect(field(page, "node-stale")).to_have_text(LAST_SEEN)
-    expect(field(page, "uptime-stale")).to_have_text(LAST_SEEN)
-    expect(cleanup.locator(".stale-note")).to_have_text(LAST_SEEN)
-    # Pause and Restart need the service; Run does not: it is queued.
-    expect(cleanup.get_by_role("button", name="Pause")).to_be_disabled()
-    expect(page.get_by_role("button", name="Restart service")).to_be_disabled()
-    run = cleanup.get_by_role("button", name="Run")
-    expect(run).to_be_enabled()
-    run.click()
-    expect(field(page, "action-result")).to_contain_text(f"run {CLEANUP}: trigger ")
-    expect(field(page, "action-result")).to_contain_text("queued — the service is not reachable")
-    expect(cleanup.locator(".queued-note")).to_contain_text("Run queued (trigger ")
-    assert trigger_states(stack)[triggers_before:] == ["pending"]
-
-    stack.service.start()
-    expect(field(page, "page-state")).to_have_text("live", timeout=20_000)
-    expect(field(page, "node-stale")).to_be_hidden()
-    expect(cleanup.locator(".stale-note")).to_be_hidden()
-    expect(cleanup.get_by_role("button", name="Pause")).to_be_enabled()
-    expect(page.get_by_role("button", name="Restart service")).to_be_enabled()
-    expect(cleanup.locator(".queued-note")).to_have_text("", timeout=15_000)
-    expect(field(page, "action-result")).to_contain_text(f"{CLEANUP} started after the service came back (trigger ")
-    wait_for(lambda: trigger_states(stack)[triggers_before:] == ["done"], timeout=15,
-             what="the Run queued while the service was down to be done")
 
 
 def test_logging_out_in_another_tab_ends_the_live_page(page: Page, stack: Stack) -> None:

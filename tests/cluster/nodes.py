@@ -99,8 +99,7 @@ def holder(cluster: dict) -> str | None:
 def background(cluster: dict, code: str, *args: str, log: str) -> subprocess.Popen:
     """Run Python `code` with the cluster's settings in the background, its output in `log` (killed at teardown)."""
     process = subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT,
-                               env=node_env(cluster["dir"], DATABASE_URL=cluster["url"],
-                                            PROGET_EXTRA_RUNNERS=SLOW_RUNNER),
+                               env=node_env(cluster["dir"], DATABASE_URL=cluster["url"]),
                                stdout=(cluster["dir"] / log).open("w"), stderr=subprocess.STDOUT)
     cluster["processes"].append(process)
     return process

@@ -81,8 +81,7 @@ def web_cluster(tmp_path_factory: pytest.TempPathFactory, pg_database_url: str, 
         for name in ("web-a", "web-b"):
             (root / name).mkdir(mode=0o700)
             process, ports[name] = start_daphne(root / name, log=root / name / "daphne.log", PROGET_NODE_NAME=name,
-                                                DJANGO_SECRET_KEY=secret, REDIS_URL=redis_url,
-                                                PROGET_EXTRA_RUNNERS=SLOW_RUNNER, **shared)
+                                                DJANGO_SECRET_KEY=secret, REDIS_URL=redis_url, **shared)
             webs.append(process)
         yield WebCluster(database_url=pg_database_url, ports=ports)
     finally:
@@ -192,7 +191,7 @@ def test_viewers_on_both_web_nodes_get_the_same_events_exactly_once(
     for count, viewer in enumerate(watching, 1):  # Run now from web-a's page, then from web-b's
         viewer.ws.send_json({"action": "run", "runner": SLOW, "id": count})
         wait_all([viewer], lambda v, count=count: count in v.replies, what="the answer to Run")
-        assert viewer.replies[count]["type"] == "reply" and viewer.replies[count]["result"]["queued"] is False, \
+        assert viewer.replies[count]["type"] == "reply" and viewer.replies[count]["result"]["started"], \
             viewer.replies[count]
         wait_all(watching, lambda v, count=count: len(runs_since(v, SLOW, since)) == count,
                  what=f"run {count} to end")

@@ -54,7 +54,7 @@ def test_a_runner_killed_mid_run_fails_its_trigger_and_run_with_the_reason_and_t
     service = ServiceProcess(data, PROGET_NODE_NAME=NODE, **service_env(data, PROGET_TEST_RUN_SECONDS="60"))
     service.start()
     try:
-        manage(data, "messenger", "run", "Test Slow", **service_env(data))
+        manage(data, "messenger", "run", "Test Slow")
         wait_for(lambda: bool(runs(data)), what="the slow run to start")
         ((first, state, _),) = trigger_rows(data)
         assert state == "running"
@@ -74,7 +74,7 @@ def test_a_runner_killed_mid_run_fails_its_trigger_and_run_with_the_reason_and_t
         assert query(data, "SELECT last_started_at, last_result, last_error, running_since FROM indexer_runnerrecord"
                      " WHERE name = 'Test Slow'") == [(started, "failed", interrupted_reason(NODE), None)]
 
-        manage(data, "messenger", "run", "Test Slow", **service_env(data))
+        manage(data, "messenger", "run", "Test Slow")
         wait_for(lambda: [row[1] for row in trigger_rows(data)] == ["failed", "done"], what="the next run")
         second = trigger_rows(data)[1][0]
         assert runs(data) == Counter({first: 1, second: 1}), "the interrupted trigger was re-run"

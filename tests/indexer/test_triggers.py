@@ -5,13 +5,11 @@ import sqlite3
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.utils import timezone
 
 from indexer.models import Trigger
-from indexer.trigger_requests import trigger_queue
 from indexer.triggers import (
     TriggerError,
     trigger_claim,
@@ -232,20 +230,3 @@ def test_purge_deletes_only_finished_triggers_older_than_the_cutoff() -> None:
     Trigger.objects.filter(id__in=[old_running.id, old_pending.id]).update(created_at=week_ago)
     assert triggers_purge(older_than=timezone.now() - timedelta(days=7)) == 2
     assert set(Trigger.objects.values_list("id", flat=True)) == {recent_done.id, old_running.id, old_pending.id}
-
-
-# -- queue (the core behind every Run and Reindex: indexer.trigger_requests) ---------------------
-
-
-def test_queue_refuses_an_unknown_runner_or_feed_and_stores_nothing() -> None:
-    with pytest.raises(TriggerError, match=r"unknown runner 'Nope' \(known: Feed Indexing, "):
-        trigger_queue(kind=RUN, target="Nope", requested_by="alice")
-    with pytest.raises(TriggerError, match="unknown feed 'nope'"):
-        trigger_queue(kind=REINDEX, target="nope", requested_by="alice")
-    assert not Trigger.objects.exists()
-
-
-def test_queue_knows_the_runners_this_configuration_adds(settings: Any) -> None:
-    settings.INDEXER_EXTRA_RUNNERS = ["tests.indexer.slow_runner.SlowRunner"]
-    assert trigger_queue(kind=RUN, target=" Test Slow ", requested_by="alice").target == "Test Slow"
-    assert trigger_queue(kind=RUN, target="Feed Indexing", requested_by="alice").state == Trigger.State.PENDING

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import ServiceProcess, migrate, shell, start_daphne, stop, wait_for
+from tests.processes import ServiceProcess, migrate, shell, start_daphne, stop
 from tests.web_clients import Browser
 
 pytestmark = pytest.mark.slow
@@ -26,10 +26,6 @@ def data_dir(tmp_path: Path) -> Path:
     shell(tmp_path, "from django.contrib.auth.models import User; "
                     f"User.objects.create_superuser('admin', 'admin@example.com', {PASSWORD!r})")
     return tmp_path
-
-
-def trigger_state(data_dir: Path, trigger_id: int) -> str:
-    return shell(data_dir, f"from indexer.models import Trigger; print(Trigger.objects.get(id={trigger_id}).state)")
 
 
 @pytest.fixture
@@ -69,22 +65,13 @@ def test_the_page_follows_the_service_through_a_crash_and_a_restart(data_dir: Pa
         started = time.monotonic()
         status, _, _ = browser.request("GET", "/administration/service", timeout=PAGE_DEADLINE)
         assert status == 200 and time.monotonic() - started < PAGE_DEADLINE
-        ws.send_json({"action": "pause", "runner": RUNNER})
+        ws.send_json({"action": "run", "runner": RUNNER})
         refused = ws.until(lambda m: m["type"] in ("reply", "error"))
         assert refused["type"] == "error" and refused["message"].startswith("service not reachable")
-        # Run is not refused: it is queued as a durable trigger...
-        ws.send_json({"action": "run", "runner": RUNNER, "id": 3})
-        queued = ws.until(lambda m: m["type"] in ("reply", "error"))
-        assert queued["type"] == "reply" and queued["result"]["queued"] is True, queued
-        assert "queued — the service is not reachable" in queued["result"]["message"]
-        assert trigger_state(data_dir, queued["result"]["trigger"]) == "pending"
 
         service.start()
         back = ws.until(lambda m: m["type"] == "snapshot" and m["snapshot"], timeout=30)
         assert RUNNER in back["snapshot"]["runners"]
-        # ... and the service that came back runs it (Trigger Dispatch claims it on its first pass).
-        wait_for(lambda: trigger_state(data_dir, queued["result"]["trigger"]) == "done", timeout=10,
-                 what="the trigger queued while the service was down to run")
         # Same socket, no page reload: actions work again too.
         ws.send_json({"action": "run", "runner": RUNNER, "id": 2})
         reply = ws.until(lambda m: m["type"] in ("reply", "error"), timeout=10)

@@ -1,8 +1,7 @@
 """`manage.py messenger ping|status|run RUNNER|reindex FEED`: talk to the service node.
 
-Exit 0 on success; non-zero with one clear line on failure. `run` and `reindex` go through the same core
-as the Status page's Run (indexer.trigger_requests): an unknown runner or feed is refused (non-zero, nothing
-queued); otherwise a durable trigger is written first, so with the service down it is queued, not lost.
+Exit 0 on success; non-zero with one clear line on failure. `run` and `reindex` write a durable
+trigger first, so with the service down they are queued rather than lost.
 """
 from __future__ import annotations
 

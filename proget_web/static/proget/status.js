@@ -32,18 +32,9 @@
     var date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
     return isNaN(date.getTime()) ? null : date;
   }
-  // One format for every date and time on the page, with the zone: "2026-12-04 11:40:02 UTC".
-  var TIME_FORMAT = new Intl.DateTimeFormat("en-GB", {
-    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
-    hourCycle: "h23", timeZoneName: "short",
-  });
   function formatTime(value) {
     var date = toDate(value);
-    if (!date) { return "—"; }
-    var parts = {};
-    TIME_FORMAT.formatToParts(date).forEach(function (part) { parts[part.type] = part.value; });
-    return parts.year + "-" + parts.month + "-" + parts.day + " " + parts.hour + ":" + parts.minute + ":" +
-      parts.second + " " + parts.timeZoneName;
+    return date ? date.toLocaleString() : "—";
   }
   function formatClock(value) {
     var date = toDate(value);
@@ -69,18 +60,8 @@
 
   var model = { snapshot: null, link: null, baseSeq: 0 };
   var runnerRows = {};  // name -> {row, cells...}
-  var queuedRuns = {};  // runner name -> {trigger, lastStartedAt}: a Run queued while the service was away
 
   function serviceInfo() { return (model.snapshot && model.snapshot.service) || null; }
-  // Whether what the page shows is current: the page's socket is open and the service's stream flows.
-  function isLive() {
-    var link = model.link || {};
-    return socketOpen() && link.status === "connected" && link.subscribed === true;
-  }
-  function staleNote() {
-    var seen = (model.link || {}).lastSeen;
-    return "stale — last seen " + (seen ? formatTime(seen) : "never");
-  }
 
   // --- rendering: summary ---
 
@@ -117,7 +98,7 @@
     }
     tag.className = cls;
     tag.textContent = pageState;
-    renderStale();
+    root.classList.toggle("is-stale", link.status !== "connected" || !socketOpen());
 
     setText("node", info.node || "—");
     setText("version", info.version ? "version " + info.version : "");
@@ -156,35 +137,6 @@
     setText("subscribers", typeof info.subscribers === "number" ? info.subscribers : "—");
   }
 
-  // --- rendering: stale data (the service is away: its last values stay, marked, and its actions are off) ---
-
-  function markStale(note) {
-    var stale = !isLive() && model.snapshot !== null;
-    note.hidden = !stale;
-    note.textContent = stale ? staleNote() : "";
-  }
-
-  function renderStale() {
-    var live = isLive();
-    root.classList.toggle("is-stale", !live);
-    Array.prototype.forEach.call(root.querySelectorAll(".stale-note"), markStale);
-    var restart = root.querySelector('button[data-action="restart"]');
-    if (restart) { restart.disabled = !live; }
-    Object.keys(runnerRows).forEach(function (name) { renderRunnerActions(runnerRows[name]); });
-  }
-
-  // Pause/Resume need the service; Run does not (it is queued as a trigger), unless a live runner runs now.
-  function renderRunnerActions(entry) {
-    if (!entry.run) { return; }
-    var live = isLive();
-    var value = entry.value;
-    entry.pause.hidden = value === "paused";
-    entry.resume.hidden = value !== "paused";
-    entry.pause.disabled = entry.resume.disabled = !live;
-    entry.run.disabled = live && value === "running";
-    entry.run.title = live ? "" : "the service is not reachable: Run is queued and starts when it is back";
-  }
-
   // --- rendering: runners ---
 
   function runnerButton(label, action, name) {
@@ -208,8 +160,6 @@
       next: el("td"),
     };
     entry.stateTag = entry.state.appendChild(el("span", "tag"));
-    entry.staleNote = entry.state.appendChild(el("div", "small muted stale-note"));
-    entry.queuedNote = entry.state.appendChild(el("div", "small queued-note"));
     entry.bar = entry.progress.appendChild(el("progress"));
     entry.bar.max = 100;
     entry.progressText = entry.progress.appendChild(el("span", "small muted progress-text"));
@@ -236,7 +186,6 @@
     if (!state || typeof state.name !== "string") { return; }
     var entry = runnerRow(state.name);
     var value = state.state || "unknown";
-    entry.value = value;
     entry.stateTag.textContent = value;
     entry.stateTag.className = "tag " + ({ running: "live", paused: "pending", failed: "bad", idle: "" }[value] || "");
     var running = value === "running";
@@ -260,21 +209,11 @@
     entry.row.classList.toggle("has-error", Boolean(state.lastError) || value === "failed");
     entry.nextWhen.textContent = value === "paused" ? "paused" : (state.nextRunAt ? formatTime(state.nextRunAt) : "—");
     entry.nextWhen.title = state.nextRunAt ? relative(state.nextRunAt) : "";
-    renderRunnerActions(entry);
-    markStale(entry.staleNote);
-    renderQueued(entry, state.name, state);
-  }
-
-  // A Run queued while the service was away: noted on the row until the service starts it.
-  function renderQueued(entry, name, state) {
-    var queued = queuedRuns[name];
-    if (queued && isLive() && (state.state === "running" || state.lastStartedAt !== queued.lastStartedAt)) {
-      delete queuedRuns[name];
-      var started = name + " started after the service came back (trigger " + queued.trigger + " was queued)";
-      showResult({ action: "run", runner: name, result: { message: started } });
-      queued = null;
+    if (entry.run) {
+      entry.pause.hidden = value === "paused";
+      entry.resume.hidden = value !== "paused";
+      entry.run.disabled = running;
     }
-    entry.queuedNote.textContent = queued ? "Run queued (trigger " + queued.trigger + ")" : "";
   }
 
   function renderRunners() {
@@ -397,17 +336,8 @@
       text = label + (result.message || (result.restarting ? "the service is restarting" :
         (result.reconnecting ? "reconnecting" : (result.state ? "now " + result.state : "done"))));
     }
-    var queued = !isError && message.result && message.result.queued === true;
-    node.className = "small " + (isError ? "error" : (queued ? "queued" : "ok"));
+    node.className = "small " + (isError ? "error" : "ok");
     node.textContent = text;
-  }
-
-  function noteQueued(message) {
-    var result = message.result || {};
-    if (message.action !== "run" || result.queued !== true || typeof message.runner !== "string") { return; }
-    var runner = (model.snapshot && model.snapshot.runners && model.snapshot.runners[message.runner]) || {};
-    queuedRuns[message.runner] = { trigger: result.trigger, lastStartedAt: runner.lastStartedAt };
-    if (runnerRows[message.runner]) { renderQueued(runnerRows[message.runner], message.runner, runner); }
   }
 
   function onMessage(event) {
@@ -424,7 +354,6 @@
       renderSummary();
     } else if (message.type === "reply") {
       showResult(message, false);
-      noteQueued(message);
     } else if (message.type === "error") {
       showResult(message, true);
     }
