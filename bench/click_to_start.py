@@ -29,9 +29,7 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,7 +47,7 @@ django.setup()
 from bench.wsclient import HttpSession, WebSocket  # noqa: E402
 from indexer.models import Trigger  # noqa: E402
 from indexer.triggers import trigger_create  # noqa: E402
-from tests.processes import WEB_SERVER, ServiceProcess, free_port, manage, node_env, shell, stop, wait_for  # noqa: E402
+from tests.processes import ServiceProcess, manage, shell, start_daphne, stop  # noqa: E402
 
 HOST = "127.0.0.1"
 PASSWORD = "bench-click-pw"
@@ -160,24 +158,6 @@ async def ws_run_clicks(port: int, cookie: str, run_log: Path, count: int) -> tu
         ws.close()
 
 
-def start_daphne(data_dir: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    log = (data_dir / "daphne.log").open("ab")
-    process = subprocess.Popen(
-        [*WEB_SERVER, "-b", HOST, "-p", str(port), "proget_web.asgi:application"],
-        env=node_env(data_dir), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )
-
-    def accepts() -> bool:
-        if process.poll() is not None:
-            raise SystemExit(f"daphne exited with {process.returncode}; see {log.name}")
-        with socket.socket() as probe:
-            return probe.connect_ex((HOST, port)) == 0
-
-    wait_for(accepts, what="daphne to listen")
-    return process, port
-
-
 def reindex_available(session: HttpSession) -> tuple[str | None, str]:
     """(CSRF token, why) if the feed page and its reindex POST answer; (None, why not) otherwise."""
     try:
@@ -228,7 +208,7 @@ def main() -> None:
     results: list[tuple[str, list[float], list[tuple[str, list[float]]]]] = []
     notes = []
     try:
-        daphne, port = start_daphne(data_dir)
+        daphne, port = start_daphne(data_dir, log=data_dir / "daphne.log")
         session = HttpSession(HOST, port)
         session.login("admin", PASSWORD)
         time.sleep(2.0)  # the service's startup runs are over

@@ -36,12 +36,13 @@ PUBLIC_GET = {
     "feeds:simple-index": 200,
     "feeds:simple-project": 404,
     "feeds:download": 404,
+    "feeds:core-metadata": 404,  # PEP 658 metadata: read like a download
 }
 # Routes that answer GET with a refusal of the method (they are POST-only), whoever asks.
 POST_ONLY = {"logout", "feeds:legacy-upload", "feed-reindex", "feed-upload"}
 # Routes that authenticate by API key (or the metrics IP allowlist): 401 without one, never the login page.
 KEY_ONLY = {"metrics", "api-settings-list", "api-settings-set", "api-service-status", "api-runner-action",
-            "api-feed-reindex", "api-trigger"}
+            "api-feed-reindex", "api-trigger", "api-feed-yank", "api-feed-unyank"}
 # Key routes a feeds:read key opens, which every active user may hold (api.keys.SCOPE_PERMISSIONS): no permission.
 EVERY_USER = {"api-trigger"}
 # The documented CSRF-exempt routes (docs/security.md): they never accept a session cookie as authentication.
@@ -119,7 +120,8 @@ def test_anonymous_get(route: Route, feed: Feed) -> None:
         assert response.url == _login_redirect(route)
 
 
-@pytest.mark.parametrize("name", ["feeds:simple-index", "feeds:simple-project", "feeds:download"])
+@pytest.mark.parametrize("name", ["feeds:simple-index", "feeds:simple-project", "feeds:download",
+                                  "feeds:core-metadata"])
 def test_feeds_need_credentials_when_anonymous_read_is_off(name: str, feed: Feed) -> None:
     setting_set(name="Feeds.AnonymousRead", value="false", actor="test", source="test")
     route = next(route for route in ROUTES if route.name == name)
