@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,7 +101,7 @@ def test_runindexer_refuses_to_start_on_exposed_files(node: Path, name: str, loo
 def test_daphne_refuses_to_start_on_a_group_readable_database(node: Path) -> None:
     os.chmod(node / DATABASE, 0o640)
     result = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "daphne"), "-b", "127.0.0.1", "-p", "0", "proget_web.asgi:application"],
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", "0", "proget_web.asgi:application"],
         env=node_env(node), cwd=ROOT, capture_output=True, text=True, timeout=30,
     )
     assert f"{FILE_FIX} {node / DATABASE}" in _refusal(result)
