@@ -219,17 +219,21 @@ class Scheduler:
 
     # -- commands ------------------------------------------------------------------------------
 
-    def run_now(self, name: str, *, target: str | None = None, trigger_id: int | None = None) -> RunStart:
+    def run_now(
+        self, name: str, *, target: str | None = None, trigger_id: int | None = None, requested_by: str = "",
+    ) -> RunStart:
         """Start runner `name` now (even when paused); a no-op that says so when it is already running.
 
-        A `trigger_id` is finished with the run's result when the run ends. Raises UnknownRunner.
+        A `trigger_id` is finished with the run's result when the run ends; `requested_by` (who asked, when no
+        trigger says it) goes to the run history. Raises UnknownRunner.
         """
         slot = self._slot(name)
         if slot.task is not None:
             return RunStart(started=False, message=f"{name} is already running")
         if self._stopping.is_set():
             return RunStart(started=False, message=f"{name} not started: the service is stopping")
-        self._launch(slot, target=target, trigger_id=trigger_id, cause=CAUSE_RUN_NOW)
+        cause = f"{CAUSE_RUN_NOW} by {requested_by}" if requested_by else CAUSE_RUN_NOW
+        self._launch(slot, target=target, trigger_id=trigger_id, cause=cause)
         return RunStart(started=True, message=f"{name} started")
 
     async def pause(self, name: str) -> RunnerState:

@@ -115,11 +115,14 @@ def test_a_triggered_run_names_who_asked_and_run_now_says_so() -> None:
         await scheduler.wait_idle()
         assert scheduler.run_now("Asked").started
         await scheduler.wait_idle()
+        assert scheduler.run_now("Asked", requested_by="bob (API key 4)").started
+        await scheduler.wait_idle()
 
     run(scenario)
-    by_trigger, by_hand = RunHistory.objects.order_by("id")
+    by_trigger, by_hand, by_bob = RunHistory.objects.order_by("id")
     assert (by_trigger.triggered_by, by_trigger.trigger_id) == ("alice (API key 3)", trigger.id)
     assert (by_hand.triggered_by, by_hand.trigger_id) == (CAUSE_RUN_NOW, None)
+    assert by_bob.triggered_by == "run now (a messenger request) by bob (API key 4)"
 
 
 def test_log_lines_over_the_cap_keep_head_and_tail_and_count_the_rest() -> None:
