@@ -63,7 +63,8 @@ def run_history_finish(
     Changes nothing (False) when the run's row is gone, already finished (recovered as interrupted), or when
     its term's lease is no longer held under the token it began with.
     """
-    kept = log.close(limit=int(setting_get(LOG_LINES_SETTING)))
+    log.close()
+    kept = log.kept(limit=int(setting_get(LOG_LINES_SETTING)))
     rows = RunHistory.objects.filter(id=run.id, result=RunHistory.Result.RUNNING)
     if run.lease_token is not None:
         rows = rows.filter(lease_guard(node=run.node, token=run.lease_token))

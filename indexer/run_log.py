@@ -53,10 +53,14 @@ class RunLog:
             else:
                 self._tail.append(line)
 
-    def close(self, *, limit: int) -> KeptLog:
-        """Stop collecting and return at most `limit` lines: the first ceil(limit/2) and the last floor(limit/2)."""
+    def close(self) -> None:
+        """Stop collecting: the run is over (work it started in the background is not part of it)."""
         with self._lock:
             self._closed = True
+
+    def kept(self, *, limit: int) -> KeptLog:
+        """At most `limit` of the lines: the first ceil(limit/2) and the last floor(limit/2)."""
+        with self._lock:
             head, tail, total = list(self._head), list(self._tail), self._total
         limit = min(limit, MAX_RUN_LOG_LINES)
         first, last = limit - limit // 2, limit // 2

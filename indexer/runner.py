@@ -471,6 +471,7 @@ class Scheduler:
         self, slot: _Slot, *, begun: float, ok: bool, message: str, error: str, trigger_id: int | None,
         history: RunRecorder, marking: asyncio.Task | None = None,
     ) -> None:
+        history.log.close()  # what the change callbacks start from here is not part of the run
         slot.task = None
         slot.progress_percent, slot.progress_message = None, ""
         slot.last_duration = round(time.monotonic() - begun, 3)

@@ -23,7 +23,7 @@ from indexer.run_history import (
     run_history_trim,
 )
 from indexer.run_log import MAX_RUN_LOG_LINES, RunLog
-from indexer.runner import RunContext, Scheduler
+from indexer.runner import RunContext, RunnerState, Scheduler
 from indexer.tasks.node_message_cleanup import NodeMessageCleanup
 from indexer.triggers import trigger_claim, trigger_create
 from proget_web.advanced_settings.services import setting_set
@@ -78,6 +78,15 @@ def test_a_scheduled_run_is_recorded_with_its_own_log_lines() -> None:
     assert talked.log[3]["level"] == "WARNING" and talked.log[3]["logger"] == "tests.indexer.test_runners"
     quiet = RunHistory.objects.get(runner="Quiet")
     assert "line 0" not in messages(quiet), "another run's lines stay out"
+
+
+def test_what_the_end_of_a_run_sets_off_is_not_part_of_its_log() -> None:
+    def on_change(state: RunnerState) -> None:  # called in the run's task, as the service dispatches triggers
+        if state.last_result:
+            logging.getLogger("tests").warning("dispatching what waited for %s", state.name)
+
+    run(Scheduler([Probe("Ends")], node=NODE, on_change=on_change).run_once)
+    assert messages(RunHistory.objects.get())[-1] == "task runner Ends finished: Ends run 1"
 
 
 def test_concurrent_runs_keep_their_own_lines() -> None:
@@ -141,12 +150,13 @@ def test_a_run_log_over_its_memory_bound_keeps_the_first_and_last_lines() -> Non
     total = MAX_RUN_LOG_LINES * 3 + 1
     for number in range(total):
         log.add({"message": str(number)})
-    kept = log.close(limit=7)
+    kept = log.kept(limit=7)
     assert [line["message"] for line in kept.lines] == ["0", "1", "2", "3", str(total - 3), str(total - 2),
                                                           str(total - 1)]
     assert (kept.dropped, kept.dropped_at) == (total - 7, 4)
+    log.close()
     log.add({"message": "after the end"})
-    assert len(log.close(limit=MAX_RUN_LOG_LINES).lines) == MAX_RUN_LOG_LINES, "closed: nothing more is kept"
+    assert log.kept(limit=MAX_RUN_LOG_LINES).lines[-1]["message"] == str(total - 1), "closed: nothing more is kept"
 
 
 def test_each_runner_keeps_its_latest_runs_only() -> None:
