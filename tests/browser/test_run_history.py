@@ -29,6 +29,8 @@ def test_status_page_to_a_runners_history_to_a_runs_log(page: Page, stack: Stack
     expect(newest).to_contain_text("schedule")
     expect(newest.locator("time")).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
 
+    screenshot(page, "run-history.png")
+
     newest.get_by_role("link", name=re.compile(r"^#\d+$")).click()
     expect(page.get_by_role("heading", level=1)).to_have_text(re.compile(rf"^{CLEANUP}: run #\d+$"))
     log = page.get_by_role("list", name="Log of this run")
