@@ -12,6 +12,7 @@ from api.endpoint import ApiError, api_endpoint
 from api.models import ApiKey
 from indexer.models import RunHistory
 from indexer.run_history_selectors import (
+    MAX_RUN_ID,
     history_runner_names,
     run_history_get,
     run_history_page,
@@ -22,8 +23,6 @@ from indexer.run_history_selectors import (
 # Runs per answer: the default, and the most a client may ask for.
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
-# Run ids are 64-bit database keys; a longer number is no run (and must not reach the database driver).
-MAX_ID = 2**63 - 1
 
 
 def _runner(name: str) -> str:
@@ -70,7 +69,7 @@ def runner_history_view(request: HttpRequest, *, key: ApiKey, name: str) -> Http
     """The runner's latest runs (?limit=N, 1-100), or those before run ?before=ID; `nextBefore` pages on."""
     runner = _runner(name)
     limit = _whole_number(request, "limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
-    before = _whole_number(request, "before", default=None, low=1, high=MAX_ID)
+    before = _whole_number(request, "before", default=None, low=1, high=MAX_RUN_ID)
     page = run_history_page(runner=runner, limit=limit, before=before)
     return JsonResponse({"runner": runner, "runs": [run_json(run) for run in page.runs], "nextBefore": page.older,
                          "retention": run_history_retention()})
@@ -80,7 +79,7 @@ def runner_history_view(request: HttpRequest, *, key: ApiKey, name: str) -> Http
 def runner_run_view(request: HttpRequest, *, key: ApiKey, name: str, run_id: str) -> HttpResponse:
     """One run of the runner with its kept log lines, and how many were dropped where."""
     runner = _runner(name)
-    run = run_history_get(runner=runner, run_id=int(run_id)) if 0 < int(run_id) <= MAX_ID else None
+    run = run_history_get(runner=runner, run_id=int(run_id))
     if run is None:
         raise ApiError(f"no run {run_id} of {runner} (older runs are deleted)", status=404)
     before_gap, after_gap = run_log_lines(run)

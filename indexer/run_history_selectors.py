@@ -11,6 +11,9 @@ from indexer.run_history import DAYS_SETTING, LOG_LINES_SETTING, RUNS_SETTING
 from indexer.tasks import default_runners
 from proget_web.advanced_settings.selectors import setting_get
 
+# Run ids are 64-bit database keys: a larger number names no run (and must not reach the database driver).
+MAX_RUN_ID = 2**63 - 1
+
 
 def history_runner_names() -> list[str]:
     """The runners a service node of this configuration has, in the Status page's order."""
@@ -47,6 +50,8 @@ def run_history_page(*, runner: str, limit: int, before: int | None = None, afte
 
 def run_history_get(*, runner: str, run_id: int) -> RunHistory | None:
     """Run `run_id` of `runner` with its log, or None."""
+    if not 0 < run_id <= MAX_RUN_ID:
+        return None
     return RunHistory.objects.filter(runner=runner, id=run_id).first()
 
 

@@ -8,6 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from indexer.run_history_selectors import (
+    MAX_RUN_ID,
     history_runner_names,
     run_history_get,
     run_history_page,
@@ -19,8 +20,6 @@ from proget_web.status.consumers import VIEW_PERMISSION
 
 # Runs per page: a screenful; the API lets a script ask for up to 100.
 PAGE_SIZE = 25
-# Run ids are 64-bit database keys: a longer number names no run (and must not reach the database driver).
-MAX_ID = 2**63 - 1
 
 
 def _known_runner(name: str) -> str:
@@ -32,7 +31,7 @@ def _known_runner(name: str) -> str:
 def _run_id(request: HttpRequest, parameter: str) -> int | None:
     """A run id query parameter; a missing or malformed one counts as absent (the page shows the newest runs)."""
     text = request.GET.get(parameter, "")
-    if text.isascii() and text.isdigit() and 0 < int(text) <= MAX_ID:
+    if text.isascii() and text.isdigit() and 0 < int(text) <= MAX_RUN_ID:
         return int(text)
     return None
 
@@ -50,7 +49,7 @@ def runner_history(request: HttpRequest, name: str) -> HttpResponse:
 @permission_required_or_403(VIEW_PERMISSION)
 def runner_run(request: HttpRequest, name: str, run_id: int) -> HttpResponse:
     runner = _known_runner(name)
-    run = run_history_get(runner=runner, run_id=run_id) if run_id <= MAX_ID else None
+    run = run_history_get(runner=runner, run_id=run_id)
     if run is None:
         raise Http404(f"no run {run_id} of {runner} (older runs are deleted)")
     before_gap, after_gap = run_log_lines(run)
