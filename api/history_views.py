@@ -13,6 +13,7 @@ from api.models import ApiKey
 from indexer.models import RunHistory
 from indexer.run_history_selectors import (
     MAX_RUN_ID,
+    history_runner_known,
     history_runner_names,
     run_history_get,
     run_history_page,
@@ -26,9 +27,8 @@ MAX_LIMIT = 100
 
 
 def _runner(name: str) -> str:
-    known = history_runner_names()
-    if name not in known:
-        raise ApiError(f"unknown runner {name!r} (known: {', '.join(known)})", status=404)
+    if not history_runner_known(name=name):
+        raise ApiError(f"unknown runner {name!r} (known: {', '.join(history_runner_names())})", status=404)
     return name
 
 

@@ -20,6 +20,12 @@ def history_runner_names() -> list[str]:
     return [runner.name for runner in default_runners()]
 
 
+def history_runner_known(*, name: str) -> bool:
+    """Whether `name` has a run history: a runner of this configuration, or one that recorded runs (a runner
+    configured on the service node only, or one removed since)."""
+    return name in history_runner_names() or RunHistory.objects.filter(runner=name).exists()
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunsPage:
     """Some of a runner's runs, newest first, and the run ids that reach the pages around them."""

@@ -9,7 +9,7 @@ from django.shortcuts import render
 
 from indexer.run_history_selectors import (
     MAX_RUN_ID,
-    history_runner_names,
+    history_runner_known,
     run_history_get,
     run_history_page,
     run_history_retention,
@@ -23,7 +23,7 @@ PAGE_SIZE = 25
 
 
 def _known_runner(name: str) -> str:
-    if name not in history_runner_names():
+    if not history_runner_known(name=name):
         raise Http404(f"no task runner called {name!r}")
     return name
 

@@ -63,6 +63,14 @@ def test_unknown_runner_or_run_is_a_json_404(make_key) -> None:
         assert Client().get(f"{HISTORY}/{missing}", HTTP_X_APIKEY=token).status_code == 404
 
 
+def test_a_runner_configured_on_the_service_only_still_shows_its_history(make_key) -> None:
+    (run,) = runs(1, runner="Test Slow")  # PROGET_EXTRA_RUNNERS set for the service node, not the web node
+    token = make_key("service:read")
+    listed = Client().get("/api/service/runners/Test%20Slow/history", HTTP_X_APIKEY=token)
+    assert listed.status_code == 200 and [r["id"] for r in listed.json()["runs"]] == [run.id]
+    assert Client().get(f"/api/service/runners/Test%20Slow/history/{run.id}", HTTP_X_APIKEY=token).status_code == 200
+
+
 @pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=x", "limit=-1", "limit=", "before=0",
                                    "before=abc", f"before={2**63}", "limit=٣"])
 def test_bad_paging_is_a_400(make_key, query: str) -> None:
