@@ -52,11 +52,14 @@ def _operation(*, summary: str, scope: str, responses: dict[str, Any], **extra: 
             **extra}
 
 
+RUNNER_NAME = {"name": "name", "in": "path", "required": True, "description": "runner name, e.g. Feed Indexing",
+               "schema": {"type": "string", "minLength": 1, "maxLength": 200}}
+
+
 def _runner_action(summary: str, ok: dict[str, Any], *extra: tuple[str, dict[str, Any]]) -> dict:
     return {"post": _operation(
         summary=summary, scope="service:control",
-        parameters=[{"name": "name", "in": "path", "required": True, "description": "runner name, e.g. Feed Indexing",
-                     "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
+        parameters=[RUNNER_NAME],
         responses={"200": ok, "400": BAD_REQUEST, "404": _error("No runner of that name."), **BODY_ERRORS,
                    "502": BAD_GATEWAY, "503": UNREACHABLE, **dict(extra)},
     )}
@@ -137,6 +140,50 @@ SCHEMAS: dict[str, Any] = {
             "finishedAt": NULLABLE_TIME,
         },
     },
+    "Run": {
+        "type": "object",
+        "required": ["id", "runner", "startedAt", "finishedAt", "duration", "result", "message", "error", "target",
+                     "triggerId", "triggeredBy", "node"],
+        "properties": {
+            "id": {"type": "integer"},
+            "runner": {"type": "string"},
+            "startedAt": {"type": "string", "format": "date-time"},
+            "finishedAt": NULLABLE_TIME,
+            "duration": {"type": "number", "nullable": True, "description": "seconds; null while running"},
+            "result": {"type": "string", "enum": ["running", "ok", "failed"]},
+            "message": {"type": "string"},
+            "error": {"type": "string"},
+            "target": {"type": "string", "description": "e.g. the feed of a reindex; \"\" for a whole run"},
+            "triggerId": {"type": "integer", "nullable": True},
+            "triggeredBy": {"type": "string", "description": "who asked (a user, \"cli\", \"alice (API key "
+                            "3)\") or what started it (\"schedule\", \"run now (a messenger request)\")"},
+            "node": {"type": "string"},
+        },
+    },
+    "RunHistory": {
+        "type": "object", "required": ["runner", "runs", "nextBefore", "retention"],
+        "properties": {
+            "runner": {"type": "string"},
+            "runs": {"type": "array", "items": _ref("Run")},
+            "nextBefore": {"type": "integer", "nullable": True,
+                           "description": "pass as ?before= for the next older runs; null: no older runs"},
+            "retention": {"type": "object", "required": ["days", "runs", "logLines"],
+                          "properties": {"days": {"type": "integer"}, "runs": {"type": "integer"},
+                                         "logLines": {"type": "integer"}}},
+        },
+    },
+    "RunWithLog": {"allOf": [_ref("Run"), {
+        "type": "object", "required": ["log", "logDropped", "logDroppedAt"],
+        "properties": {
+            "log": {"type": "array", "items": {
+                "type": "object", "required": ["at", "level", "logger", "message"],
+                "properties": {"at": {"type": "string", "format": "date-time"}, "level": {"type": "string"},
+                               "logger": {"type": "string"}, "message": {"type": "string"}}}},
+            "logDropped": {"type": "integer", "description": "lines left out (the first and last ones are kept)"},
+            "logDroppedAt": {"type": "integer", "nullable": True,
+                             "description": "index in `log` where the dropped lines were; null when none"},
+        },
+    }]},
     "YankChange": {"type": "object", "required": ["project", "version"],
                    "properties": {"project": {"type": "string", "description": "project name (any spelling)"},
                                   "version": {"type": "string", "description": "PEP 440 version of the release"},
@@ -189,6 +236,25 @@ PATHS: dict[str, Any] = {
         "Pause a task runner (a run in progress finishes).", _json(_ref("RunnerState"), "Paused.")),
     "/api/service/runners/{name}/resume": _runner_action(
         "Resume a paused task runner.", _json(_ref("RunnerState"), "Resumed.")),
+    "/api/service/runners/{name}/history": {"get": _operation(
+        summary="A task runner's latest runs, newest first (from the database: answers with the service down).",
+        scope="service:read",
+        parameters=[RUNNER_NAME,
+                    {"name": "limit", "in": "query", "required": False, "description": "runs to return",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+                    {"name": "before", "in": "query", "required": False,
+                     "description": "only runs older than this run id (the previous answer's nextBefore)",
+                     "schema": {"type": "integer", "format": "int64", "minimum": 1}}],
+        responses={"200": _json(_ref("RunHistory"), "The runs."), "400": BAD_REQUEST,
+                   "404": _error("No runner of that name.")},
+    )},
+    "/api/service/runners/{name}/history/{id}": {"get": _operation(
+        summary="One run of a task runner with its own log lines.", scope="service:read",
+        parameters=[RUNNER_NAME, {"name": "id", "in": "path", "required": True,
+                                  "schema": {"type": "integer", "format": "int64", "minimum": 1}}],
+        responses={"200": _json(_ref("RunWithLog"), "The run and its log."),
+                   "404": _error("No runner of that name, or no such run of it (older runs are deleted).")},
+    )},
     "/api/feeds/{feed}/reindex": {"post": _operation(
         summary="Reindex a feed: a durable trigger, then a nudge (queued if the service is down).",
         scope="feeds:reindex",

@@ -1,7 +1,7 @@
 """URLs of the JSON API (/api/...), its OpenAPI description, /metrics and the API keys page."""
 from django.urls import path, re_path
 
-from api import admin_views, views, yank_views
+from api import admin_views, history_views, views, yank_views
 
 urlpatterns = [
     path("api/openapi.json", views.openapi_view, name="api-openapi"),
@@ -10,6 +10,10 @@ urlpatterns = [
     path("api/service/status", views.service_status_view, name="api-service-status"),
     re_path(r"^api/service/runners/(?P<name>[^/]+)/(?P<action>run|pause|resume)$", views.runner_action_view,
             name="api-runner-action"),
+    re_path(r"^api/service/runners/(?P<name>[^/]+)/history$", history_views.runner_history_view,
+            name="api-runner-history"),
+    re_path(r"^api/service/runners/(?P<name>[^/]+)/history/(?P<run_id>[0-9]{1,20})$", history_views.runner_run_view,
+            name="api-runner-run"),
     path("api/feeds/<str:feed>/reindex", views.feed_reindex_view, name="api-feed-reindex"),
     path("api/feeds/<str:feed>/yank", yank_views.feed_yank_view, name="api-feed-yank"),
     path("api/feeds/<str:feed>/unyank", yank_views.feed_unyank_view, name="api-feed-unyank"),

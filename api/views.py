@@ -126,8 +126,9 @@ def runner_action_view(request: HttpRequest, *, key: ApiKey, name: str, action: 
     """Run, pause or resume a task runner; 409 when a run is asked for while one is in progress."""
     if not name.strip() or len(name) > MAX_RUNNER_NAME:
         raise ApiError(f"a runner name is 1-{MAX_RUNNER_NAME} characters", status=400)
-    reply = _service_reply(RUNNER_REQUESTS[action], {"name": name})
-    logger.info("api: %s %s by %s", action, name, api_key_actor(key))
+    actor = api_key_actor(key)
+    reply = _service_reply(RUNNER_REQUESTS[action], {"name": name, "by": actor} if action == "run" else {"name": name})
+    logger.info("api: %s %s by %s", action, name, actor)
     if action == "run" and reply.get("started") is False:
         raise ApiError(str(reply.get("message") or f"{name} is already running"), status=409)
     return JsonResponse(reply)

@@ -131,3 +131,41 @@ class Failover(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_node or '-'} -> {self.to_node} (token {self.token}): {self.reason}"
+
+
+class RunHistory(models.Model):
+    """One run of a task runner: when, how long, how it ended, who or what asked for it, and its own log lines.
+
+    Written by the service node (indexer.run_history) as the run begins and ends; `log` holds at most
+    Service.RunHistoryLogLines lines, with `log_dropped` lines left out at index `log_dropped_at`.
+    """
+
+    class Result(models.TextChoices):
+        RUNNING = "running"
+        OK = "ok"
+        FAILED = "failed"
+
+    runner = models.CharField(max_length=100)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True)  # seconds
+    result = models.CharField(max_length=16, choices=Result.choices, default=Result.RUNNING)
+    message = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    target = models.CharField(max_length=TARGET_MAX_LENGTH, blank=True)  # e.g. the feed of a Reindex
+    trigger_id = models.BigIntegerField(null=True, blank=True)  # None: not asked for through a trigger
+    triggered_by = models.CharField(max_length=200, blank=True)  # "schedule", a user, "cli", "alice (API key 3)"
+    node = models.CharField(max_length=200, blank=True)
+    lease_token = models.BigIntegerField(null=True, blank=True)  # the primary's term it ran in (None: no lease)
+    log = models.JSONField(default=list)  # [{"at": unix time, "level", "logger", "message"}, ...]
+    log_dropped = models.PositiveIntegerField(default=0)
+    log_dropped_at = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["runner", "id"], name="indexer_runhistory_runner_id"),
+            models.Index(fields=["started_at"], name="indexer_runhistory_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.runner} run {self.id} ({self.result})"

@@ -22,6 +22,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from indexer.models import RunnerRecord
+from indexer.run_history import CAUSE_RERUN, CAUSE_RUN_NOW, CAUSE_SCHEDULE, RunRecorder, run_history_recover_interrupted
 from indexer.runner_records import (
     runner_paused_set,
     runner_records_read,
@@ -218,17 +219,21 @@ class Scheduler:
 
     # -- commands ------------------------------------------------------------------------------
 
-    def run_now(self, name: str, *, target: str | None = None, trigger_id: int | None = None) -> RunStart:
+    def run_now(
+        self, name: str, *, target: str | None = None, trigger_id: int | None = None, requested_by: str = "",
+    ) -> RunStart:
         """Start runner `name` now (even when paused); a no-op that says so when it is already running.
 
-        A `trigger_id` is finished with the run's result when the run ends. Raises UnknownRunner.
+        A `trigger_id` is finished with the run's result when the run ends; `requested_by` (who asked, when no
+        trigger says it) goes to the run history. Raises UnknownRunner.
         """
         slot = self._slot(name)
         if slot.task is not None:
             return RunStart(started=False, message=f"{name} is already running")
         if self._stopping.is_set():
             return RunStart(started=False, message=f"{name} not started: the service is stopping")
-        self._launch(slot, target=target, trigger_id=trigger_id)
+        cause = f"{CAUSE_RUN_NOW} by {requested_by}" if requested_by else CAUSE_RUN_NOW
+        self._launch(slot, target=target, trigger_id=trigger_id, cause=cause)
         return RunStart(started=True, message=f"{name} started")
 
     async def pause(self, name: str) -> RunnerState:
@@ -267,6 +272,7 @@ class Scheduler:
         """Run due runners until stop(): fail what earlier runs left under way, then loop (the primary's term)."""
         await sync_to_async(triggers_recover_interrupted)(node=self.node)
         interrupted = await sync_to_async(runner_runs_recover_interrupted)()
+        await sync_to_async(run_history_recover_interrupted)()
         if interrupted:
             logger.warning("recorded the runs of %s as interrupted: their node stopped during them",
                            ", ".join(run.runner for run in interrupted))
@@ -388,13 +394,13 @@ class Scheduler:
             if slot.task is None and slot.interval is not None and (slot.rerun and not slot.paused or is_due(
                 last_started_at=slot.last_started_at, interval=slot.interval, now=now, paused=slot.paused
             )):
-                self._launch(slot, target=None, trigger_id=None)
+                self._launch(slot, target=None, trigger_id=None, cause=CAUSE_RERUN if slot.rerun else CAUSE_SCHEDULE)
 
-    def _launch(self, slot: _Slot, *, target: str | None, trigger_id: int | None) -> None:
+    def _launch(self, slot: _Slot, *, target: str | None, trigger_id: int | None, cause: str) -> None:
         slot.last_started_at, slot.rerun = self._clock(), False
         slot.progress_percent, slot.progress_message = 0.0, "starting"
         task = asyncio.create_task(
-            self._execute(slot, target=target, trigger_id=trigger_id), name=f"runner {slot.runner.name}"
+            self._execute(slot, target=target, trigger_id=trigger_id, cause=cause), name=f"runner {slot.runner.name}"
         )
         slot.task = task
         self._tasks.add(task)
@@ -406,8 +412,9 @@ class Scheduler:
             slot.progress_percent, slot.progress_message = percent, message
             self._notify(slot)
 
-    async def _execute(self, slot: _Slot, *, target: str | None, trigger_id: int | None) -> None:
+    async def _execute(self, slot: _Slot, *, target: str | None, trigger_id: int | None, cause: str) -> None:
         runner, task = slot.runner, asyncio.current_task()
+        history = RunRecorder(runner=runner.name, node=self.node, target=target, trigger_id=trigger_id, cause=cause)
         ctx = RunContext(
             scheduler=self, runner=runner, target=target, trigger_id=trigger_id,
             report=lambda percent, message: self._report_progress(slot, task, percent, message),
@@ -415,12 +422,13 @@ class Scheduler:
         begun = time.monotonic()
         scope = f" for {target}" if target else ""
         logger.log(runner.routine_log_level, "task runner %s started%s", runner.name, scope)
-        finish = functools.partial(self._finish, slot, begun=begun, trigger_id=trigger_id)
+        finish = functools.partial(self._finish, slot, begun=begun, trigger_id=trigger_id, history=history)
         began = False
         try:
             if self._gate is not None:
                 await self._gate(ctx)
             began = True
+            history.begin(started_at=slot.last_started_at)
             # Beside the run, not before it: the start does not wait for a database write. The finish waits for
             # it, so the record clears the mark and never the other way round.
             finish = functools.partial(finish, marking=asyncio.create_task(self._mark_running(slot, trigger_id)))
@@ -461,8 +469,9 @@ class Scheduler:
 
     async def _finish(
         self, slot: _Slot, *, begun: float, ok: bool, message: str, error: str, trigger_id: int | None,
-        marking: asyncio.Task | None = None,
+        history: RunRecorder, marking: asyncio.Task | None = None,
     ) -> None:
+        history.log.close()  # what the change callbacks start from here is not part of the run
         slot.task = None
         slot.progress_percent, slot.progress_message = None, ""
         slot.last_duration = round(time.monotonic() - begun, 3)
@@ -479,6 +488,7 @@ class Scheduler:
             )
         except Exception:
             logger.exception("could not record the run of %s", slot.runner.name)
+        await history.finish(ok=ok, message=message, error=error, duration=slot.last_duration)
 
     async def _set_paused(self, name: str, *, paused: bool) -> RunnerState:
         slot = self._slot(name)

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 # The Status page shows the last 200 log lines on open; a caller may ask for fewer, never more.
 SNAPSHOT_MAX_LOGS = 200
+# Who asked for a run, as a trigger stores it (Trigger.requested_by).
+REQUESTED_BY_MAX = 150
 
 
 def _text(body: dict, field: str) -> str:
@@ -28,6 +30,14 @@ def _text(body: dict, field: str) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"'{field}' must be a non-empty string")
     return value
+
+
+def _requested_by(body: dict) -> str:
+    """Who asked for a run, as the web node names them (optional; for the run history)."""
+    value = body.get("by", "")
+    if not isinstance(value, str):
+        raise ValueError("'by' must be a string")
+    return value[:REQUESTED_BY_MAX]
 
 
 class ServiceHandlers:
@@ -85,7 +95,7 @@ class ServiceHandlers:
 
     async def runner_run(self, body: dict, ctx: RequestContext) -> dict:
         try:
-            start = self.node.scheduler.run_now(_text(body, "name"))
+            start = self.node.scheduler.run_now(_text(body, "name"), requested_by=_requested_by(body))
         except UnknownRunner as exc:
             raise ValueError(str(exc)) from None
         return {"started": start.started, "message": start.message}

@@ -228,6 +228,36 @@ SETTINGS: tuple[Setting, ...] = (
         maximum=365,
     ),
     Setting(
+        name="Service.RunHistoryDays",
+        kind=Kind.INTEGER,
+        default="14",
+        description="How many days each task runner's run history (its runs and their log lines) is kept before "
+        "Node Message Cleanup deletes it.",
+        live=True,
+        minimum=1,
+        maximum=365,
+    ),
+    Setting(
+        name="Service.RunHistoryRuns",
+        kind=Kind.INTEGER,
+        default="100",
+        description="How many of its latest runs each task runner keeps in its run history at most; older ones are "
+        "deleted as new runs end (frequent runners such as Trigger Dispatch reach this long before the days do).",
+        live=True,
+        minimum=1,
+        maximum=10000,
+    ),
+    Setting(
+        name="Service.RunHistoryLogLines",
+        kind=Kind.INTEGER,
+        default="200",
+        description="How many log lines each run keeps in the run history at most: the first and last half are "
+        "kept and the lines between counted as dropped. Each line keeps at most 4,096 characters.",
+        live=True,
+        minimum=10,
+        maximum=2000,
+    ),
+    Setting(
         name="Diagnostics.MinimumLogLevel",
         kind=Kind.TEXT,
         default="INFO",

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 
 from proget_web.administration.permissions import permission_required_or_403
 from proget_web.status.consumers import CONTROL_PERMISSION, VIEW_PERMISSION
 from proget_web.status.routing import STATUS_SOCKET_PATH
+
+HISTORY_URL_NAME = "RUNNER"
 
 
 @permission_required_or_403(VIEW_PERMISSION)
@@ -17,4 +20,6 @@ def service_status(request: HttpRequest) -> HttpResponse:
     return render(request, "status/service.html", {
         "can_control": request.user.has_perm(CONTROL_PERMISSION),
         "socket_path": "/" + STATUS_SOCKET_PATH,
+        # Each runner's name links to its run history; status.js puts the URL-encoded name in place of RUNNER.
+        "history_url": reverse("runner-history", kwargs={"name": HISTORY_URL_NAME}),
     })

@@ -46,6 +46,7 @@ def test_runner_actions(make_key, service) -> None:
     assert Client().post(f"{RUNNER_PATH}/pause", HTTP_X_APIKEY=token).json()["state"] == "paused"
     assert Client().post(f"{RUNNER_PATH}/resume", HTTP_X_APIKEY=token).json()["state"] == "idle"
     assert [type for type, _ in service.calls] == ["runner.run", "runner.run", "runner.pause", "runner.resume"]
+    assert service.calls[0][1]["by"].startswith("keyowner (API key "), "who asked, for the run history"
     unknown = Client().post("/api/service/runners/Nope/run", HTTP_X_APIKEY=token)
     assert unknown.status_code == 404 and unknown.json()["error"].startswith("unknown runner 'Nope'")
     too_long = Client().post(f"/api/service/runners/{'x' * 201}/run", HTTP_X_APIKEY=token)

@@ -363,7 +363,8 @@ def test_the_default_runners_all_run_once_on_an_empty_system() -> None:
         "Feed Retention": "no feeds configured",
         "Trigger Dispatch": "no pending triggers",
         "Service Heartbeat": "registry updated",
-        "Node Message Cleanup": "deleted 1 finished trigger(s), failed 0 abandoned one(s)",
+        "Node Message Cleanup":
+            "deleted 1 finished trigger(s), failed 0 abandoned one(s); deleted 0 run(s) of the run history",
     }
     assert all(s.last_result == "ok" and s.interval for s in states.values())
     assert beats == ["beat"] and not Trigger.objects.exists()

@@ -26,6 +26,7 @@ SAMPLE_KWARGS: dict[str, object] = {
     "name": "Feed Indexing",
     "action": "run",
     "trigger_id": 1,
+    "run_id": 999999,
     "path": "no-such-endpoint",
     "node": "no-such-node",
     # The users admin (/admin/): the auth app's pages, a user or group and a content type that do not exist.

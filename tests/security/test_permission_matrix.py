@@ -42,7 +42,8 @@ PUBLIC_GET = {
 POST_ONLY = {"logout", "feeds:legacy-upload", "feed-reindex", "feed-upload"}
 # Routes that authenticate by API key (or the metrics IP allowlist): 401 without one, never the login page.
 KEY_ONLY = {"metrics", "api-settings-list", "api-settings-set", "api-service-status", "api-runner-action",
-            "api-feed-reindex", "api-trigger", "api-feed-yank", "api-feed-unyank"}
+            "api-feed-reindex", "api-trigger", "api-feed-yank", "api-feed-unyank", "api-runner-history",
+            "api-runner-run"}
 # Key routes a feeds:read key opens, which every active user may hold (api.keys.SCOPE_PERMISSIONS): no permission.
 EVERY_USER = {"api-trigger"}
 # The documented CSRF-exempt routes (docs/security.md): they never accept a session cookie as authentication.
@@ -52,7 +53,7 @@ CSRF_EXEMPT = KEY_ONLY | {"feeds:legacy-upload", "api-not-found", "api-openapi"}
 EXEMPT_WITHOUT_DATA = {"api-not-found", "api-openapi"}
 # Pages that need an administration permission: a signed-in user without it gets the friendly 403.
 PERMISSION_PAGES = {"advanced-settings", "cluster", "cluster-node-remove", "cluster-node-endpoint", "service-status",
-                    "api-keys", "feed-edit", "feed-delete"}
+                    "api-keys", "feed-edit", "feed-delete", "runner-history", "runner-run"}
 # Users and groups (Django's admin, proget_web/administration/users_admin.py): superusers and staff with auth
 # permissions only; anyone else signed in gets the friendly 403, an anonymous visitor the site's login page.
 USER_ADMIN_PAGES = {f"admin:{name}" for name in (

@@ -15,6 +15,7 @@
   if (!root) { return; }
   var socketPath = root.getAttribute("data-socket-path");
   var canControl = root.getAttribute("data-can-control") === "true";
+  var historyUrl = root.getAttribute("data-history-url") || "";  // ".../runners/RUNNER/history"
 
   function field(name) { return root.querySelector('[data-field="' + name + '"]'); }
   function el(tag, className, text) {
@@ -153,12 +154,15 @@
     var row = el("tr");
     entry = {
       row: row,
-      name: el("td", "runner-name", name),
+      name: el("td", "runner-name"),
       state: el("td"),
       progress: el("td"),
       last: el("td"),
       next: el("td"),
     };
+    var history = entry.name.appendChild(el("a", "", name));  // the cell's text stays the runner's name
+    history.href = historyUrl.replace("RUNNER", encodeURIComponent(name));
+    history.title = "Run history of " + name + ": its latest runs and their log lines";
     entry.stateTag = entry.state.appendChild(el("span", "tag"));
     entry.bar = entry.progress.appendChild(el("progress"));
     entry.bar.max = 100;
