@@ -38,7 +38,7 @@ from indexer.lease import (
     term_trusted,
 )
 from indexer.logstream import HubLogHandler
-from indexer.nodes import NodeIdentity, node_heartbeat, node_register, node_settings_applied
+from indexer.nodes import ApplyOutcome, NodeIdentity, node_heartbeat, node_register, node_settings_applied
 from indexer.runner import RunContext, RunnerState, Scheduler, State
 from indexer.service_handlers import ServiceHandlers
 from indexer.status import StatusHub
@@ -47,6 +47,7 @@ from indexer.tasks.trigger_dispatch import triggers_dispatch
 from messenger.config import MessengerSettings, messenger_settings
 from messenger.errors import MessengerError
 from messenger.server import MessengerServer
+from proget_web.advanced_settings.push import settings_push
 from proget_web.advanced_settings.selectors import setting_get, settings_version
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,14 @@ GATE_WAIT_SECONDS = 1.0
 # How long a new term waits for its scheduler to have recovered and loaded before claims are allowed.
 TERM_START_TIMEOUT = 10.0
 PRIMARY, STANDBY = "primary", "standby"
+
+
+def _bind_error(exc: Exception) -> str:
+    """Why listening failed, without repeating the endpoint the message names anyway."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    cause = exc.__cause__
+    return (cause.strerror or str(cause)) if isinstance(cause, OSError) else str(exc)
 
 
 class NotPrimary(RuntimeError):
@@ -85,7 +94,7 @@ def _on_lease_connection(function: Callable[..., Any], /, **kwargs: Any) -> Any:
 
 def _read_settings() -> tuple[MessengerSettings, int, str]:
     """Messenger settings, the settings version they belong to, and the log level (one DB round)."""
-    messenger = messenger_settings()  # may create the key, which bumps the version: read that afterwards
+    messenger = messenger_settings(serving=True)  # may create the key, which bumps the version: read that afterwards
     return messenger, settings_version(), str(setting_get(LOG_LEVEL_SETTING))
 
 
@@ -199,7 +208,8 @@ class ServiceNode:
                 self.messenger.endpoint, run_dir=self.messenger.run_dir, any_host=settings.NODE_IP or "0.0.0.0"
             )
             await sync_to_async(node_register)(identity=self.identity())
-            await sync_to_async(node_settings_applied)(name=settings.NODE_NAME, version=self.settings_version)
+            await sync_to_async(node_settings_applied)(name=settings.NODE_NAME, version=self.settings_version,
+                                                       outcome=ApplyOutcome(serves_endpoint=str(self.messenger.endpoint)))
             await self.scheduler.load()
             await self.scheduler.stop(0)  # the standby's scheduler: states only, it never runs
             for state in self.scheduler.states():
@@ -357,30 +367,38 @@ class ServiceNode:
             self.server.set_allowed_ips(new.allowed_ips)
             applied.append("allowed-ips")
         endpoint = self.messenger.endpoint
-        if new.endpoint != endpoint and await self._rebind(new):
-            endpoint = new.endpoint
-            applied.append("endpoint")
+        problem = ""
+        if new.endpoint != endpoint:
+            problem = await self._rebind(new)
+            if not problem:
+                endpoint = new.endpoint
+                applied.append("endpoint")
         self.messenger = dataclasses.replace(new, endpoint=endpoint)
         self._apply_log_level(log_level)
         self.settings_version = version
         self.scheduler.nudge()
-        await sync_to_async(node_settings_applied)(name=settings.NODE_NAME, version=version)
+        outcome = ApplyOutcome(serves_endpoint=str(endpoint), refused_endpoint=str(new.endpoint) if problem else "",
+                               problem=problem)
+        await sync_to_async(node_settings_applied)(name=settings.NODE_NAME, version=version, outcome=outcome)
         await sync_to_async(node_heartbeat)(identity=self.identity(), settings_version=version)
-        logger.info("settings version %s applied (%s)", version, ", ".join(applied) or "no messenger change")
-        return {"applied": True, "version": version, "changed": applied}
+        await settings_push(version=version)  # web nodes re-read where the messenger is
+        logger.info("settings version %s applied (%s)%s", version, ", ".join(applied) or "no messenger change",
+                    f"; refused: {problem}" if problem else "")
+        return {"applied": not problem, "version": version, "changed": applied, "problem": problem}
 
-    async def _rebind(self, new: MessengerSettings) -> bool:
-        """Move the messenger to the new endpoint; on failure go back to the old one and say why."""
+    async def _rebind(self, new: MessengerSettings) -> str:
+        """Move the messenger to the new endpoint; on failure go back to the old one. "" or why it failed."""
         old = self.messenger
         await self.server.close()
         try:
             await self.server.start(new.endpoint, run_dir=new.run_dir, any_host=settings.NODE_IP or "0.0.0.0")
         except (OSError, MessengerError) as exc:
-            logger.error("cannot listen on %s (%s); staying on %s", new.endpoint, exc, old.endpoint)
+            problem = f"cannot listen on {new.endpoint} ({_bind_error(exc)}); staying on {old.endpoint}"
+            logger.error("%s", problem)
             await self.server.start(old.endpoint, run_dir=old.run_dir, any_host=settings.NODE_IP or "0.0.0.0")
-            return False
+            return problem
         logger.info("messenger moved from %s to %s", old.endpoint, self.server.address)
-        return True
+        return ""
 
     def _apply_log_level(self, name: str) -> None:
         try:

@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 # How often a service node polls for settings changes it was not told about (indexer.service).
 SETTINGS_POLL_HINT_SECONDS = 5
+# What config_changed_notify says when the service got the nudge (the caller may wait for its result).
+SERVICE_TOLD = "the service applies it now"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,8 +60,12 @@ class MessengerSettings:
 
 
 @sensitive_variables("key_text")
-def messenger_settings() -> MessengerSettings:
-    """Read (and on first use, create the key for) the messenger settings of this cluster."""
+def messenger_settings(*, serving: bool = False) -> MessengerSettings:
+    """Read (and on first use, create the key for) the messenger settings of this cluster.
+
+    `serving`: for the service node itself, the endpoint it is told to serve. Otherwise (the web side) the endpoint
+    the service really serves: the one it stayed on when it refused the configured one (a port in use).
+    """
     stored = dict(
         SettingValue.objects.filter(
             name__in=[ENDPOINT_SETTING, ALLOWED_IPS_SETTING, KEY_GRACE_SETTING]
@@ -70,8 +76,9 @@ def messenger_settings() -> MessengerSettings:
         allowed_ips = parse_allowed_ips(stored.get(ALLOWED_IPS_SETTING, ""))
     except ValueError as exc:
         raise MessengerError(str(exc)) from None
+    endpoint = parse_endpoint(_endpoint_text(stored))
     return MessengerSettings(
-        endpoint=parse_endpoint(_endpoint_text(stored)),
+        endpoint=endpoint if serving else _served_instead(endpoint),
         key=parse_key(key_text),
         retired_keys=_retired_keys(key_text, stored.get(KEY_GRACE_SETTING, "")),
         allowed_ips=allowed_ips,
@@ -104,6 +111,14 @@ def _endpoint_text(stored: dict[str, str]) -> str:
     from indexer.nodes import node_endpoint_override  # the registry lives in the indexer app
 
     return node_endpoint_override(name=settings.NODE_NAME) or stored.get(ENDPOINT_SETTING, "")
+
+
+def _served_instead(endpoint: Endpoint) -> Endpoint:
+    """Where a web node connects when told `endpoint`: there, unless the service refused it and stayed elsewhere."""
+    from indexer.nodes import node_serving_instead  # the registry lives in the indexer app
+
+    served = node_serving_instead(endpoint=str(endpoint))
+    return parse_endpoint(served) if served else endpoint
 
 
 def _primary_address() -> str | None:
@@ -203,7 +218,7 @@ def config_changed_notify(*, previous: MessengerSettings | None, timeout: float 
     for config in dict.fromkeys(attempts):
         try:
             service_call("config.changed", timeout=timeout, config=config)
-            return "the service applies it now"
+            return SERVICE_TOLD
         except MessengerError as exc:
             reason = getattr(exc, "reason", str(exc))
     return f"the service will apply it within {SETTINGS_POLL_HINT_SECONDS} s (not reachable now: {reason})"

@@ -7,6 +7,7 @@ overrides are audited like settings and bump the settings version, so the node a
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -16,6 +17,7 @@ from indexer.nodes import node_endpoint_override_set, node_remove
 from messenger.config import (
     ENDPOINT_SETTING,
     KEY_SETTING,
+    SERVICE_TOLD,
     SETTINGS_POLL_HINT_SECONDS,
     MessengerSettings,
     config_changed_notify,
@@ -24,14 +26,19 @@ from messenger.config import (
 from messenger.crypto import generate_key
 from messenger.endpoint import parse_endpoint
 from messenger.errors import MessengerError
-from proget_web.administration.selectors import stale_after_seconds
+from proget_web.administration.selectors import service_apply_report, stale_after_seconds
 from proget_web.advanced_settings.models import SettingChange
 from proget_web.advanced_settings.registry import setting_definition
+from proget_web.advanced_settings.selectors import settings_version
 from proget_web.advanced_settings.services import setting_set, settings_version_bump
 
 logger = logging.getLogger(__name__)
 
 WEB_SOURCE = "web"
+# After the nudge, a save waits this long at most for the service's result (a rebind takes milliseconds).
+APPLY_WAIT_SECONDS = 3.0
+# How often it looks at the registry meanwhile.
+APPLY_POLL_SECONDS = 0.05
 # An override's audit entry is named after the setting and the node, cut to what the audit table holds.
 AUDIT_NAME_MAX_LENGTH = SettingChange._meta.get_field("name").max_length
 
@@ -70,10 +77,23 @@ def setting_change(*, name: str, value: str, actor: str, source: str = WEB_SOURC
     if change is None:
         applied = ""
     elif definition.live:
-        applied = config_changed_notify(previous=previous)
+        applied = _service_told(previous=previous, version=change.version)
     else:
         applied = "restart the nodes to apply it"
     return SettingOutcome(name=name, change=change, applied=applied)
+
+
+def _service_told(*, previous: MessengerSettings | None, version: int, node: str | None = None) -> str:
+    """Nudge the service, then wait (at most APPLY_WAIT_SECONDS) for what it says of applying `version`."""
+    told = config_changed_notify(previous=previous)
+    if told != SERVICE_TOLD:
+        return told  # not reachable: its poll applies it, and says how on the Advanced Settings page
+    deadline = time.monotonic() + APPLY_WAIT_SECONDS
+    while (report := service_apply_report(version=version, node=node)) is None:
+        if time.monotonic() >= deadline:
+            return f"the service is applying it (no result after {APPLY_WAIT_SECONDS:g} s: see Advanced Settings)"
+        time.sleep(APPLY_POLL_SECONDS)
+    return f"the service refused it: {report.problem}" if report.refused else SERVICE_TOLD
 
 
 def messenger_key_set(*, value: str, actor: str) -> SettingOutcome:
@@ -130,7 +150,7 @@ def endpoint_override_change(*, node: str, value: str, actor: str, source: str =
         _override_audit(node=node, old=old, new=text, actor=actor, source=source)
     logger.info("endpoint override of %s changed by %s via %s: %r -> %r", node, actor, source, old, text)
     if nudge:
-        applied = config_changed_notify(previous=previous)
+        applied = _service_told(previous=previous, version=settings_version(), node=node)
     else:
         applied = f"it applies it within {SETTINGS_POLL_HINT_SECONDS} s"
     target = f"its own endpoint {text}" if text else "the cluster-wide endpoint"
