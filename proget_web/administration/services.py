@@ -28,6 +28,7 @@ from messenger.endpoint import parse_endpoint
 from messenger.errors import MessengerError
 from proget_web.administration.selectors import service_apply_report, stale_after_seconds
 from proget_web.advanced_settings.models import SettingChange
+from proget_web.advanced_settings.push import settings_push_on_commit
 from proget_web.advanced_settings.registry import setting_definition
 from proget_web.advanced_settings.selectors import settings_version
 from proget_web.advanced_settings.services import setting_set, settings_version_bump
@@ -93,6 +94,7 @@ def _service_told(*, previous: MessengerSettings | None, version: int, node: str
         if time.monotonic() >= deadline:
             return f"the service is applying it (no result after {APPLY_WAIT_SECONDS:g} s: see Advanced Settings)"
         time.sleep(APPLY_POLL_SECONDS)
+    settings_push_on_commit(version=version)  # web nodes re-read where the service now serves
     return f"the service refused it: {report.problem}" if report.refused else SERVICE_TOLD
 
 
