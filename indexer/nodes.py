@@ -99,16 +99,21 @@ def node_settings_applied(*, name: str, version: int, outcome: ApplyOutcome | No
     Node.objects.filter(name=name).update(**fields)
 
 
-def node_serving_instead(*, endpoint: str) -> str | None:
-    """The endpoint a service node serves after refusing `endpoint` (canonical), or None when none refused it.
+def node_serving_instead(*, endpoint: str, version: int) -> str | None:
+    """Where web nodes told to use `endpoint` (canonical) under settings `version` must connect instead, or None.
 
-    While a primary is live only its word counts (web nodes talk to it); otherwise the node that applied last.
+    The live primary's served endpoint while it has not applied `version` yet (it serves there until it says it
+    moved), or after it refused `endpoint`; without a live primary, the endpoint the last node to beat stayed on
+    when it refused `endpoint`.
     """
-    rows = Node.objects.filter(kind=Node.Kind.SERVICE, refused_endpoint=endpoint).exclude(serves_endpoint="")
+    rows = Node.objects.filter(kind=Node.Kind.SERVICE).exclude(serves_endpoint="")
     primary = primary_live()
-    if primary is not None:
-        rows = rows.filter(name=primary)
-    return rows.order_by("-settings_applied_at").values_list("serves_endpoint", flat=True).first()
+    row = (rows.filter(name=primary) if primary else rows.order_by("-heartbeat_at")).first()
+    if row is None or row.serves_endpoint == endpoint:
+        return None
+    if row.refused_endpoint == endpoint or (primary is not None and row.settings_version < version):
+        return row.serves_endpoint
+    return None
 
 
 @transaction.atomic

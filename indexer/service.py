@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import logging
 import signal
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -45,6 +46,7 @@ from indexer.status import StatusHub
 from indexer.tasks import default_runners
 from indexer.tasks.trigger_dispatch import triggers_dispatch
 from messenger.config import MessengerSettings, messenger_settings
+from messenger.endpoint import Endpoint
 from messenger.errors import MessengerError
 from messenger.server import MessengerServer
 from proget_web.advanced_settings.push import settings_push
@@ -70,6 +72,29 @@ def _bind_error(exc: Exception) -> str:
         return exc.strerror or str(exc)
     cause = exc.__cause__
     return (cause.strerror or str(cause)) if isinstance(cause, OSError) else str(exc)
+
+
+def _same_port(old: Endpoint, new: Endpoint) -> bool:
+    return old.kind == new.kind == "tcp" and old.port == new.port
+
+
+def _listen_problem(endpoint: Endpoint, any_host: str) -> str:
+    """Why TCP `endpoint` cannot be listened on now (e.g. its port is in use), "" when it can (or is a pipe).
+
+    Binds a throwaway socket as the server would (address reuse on); blocking: run it in a thread.
+    """
+    if endpoint.kind != "tcp":
+        return ""
+    host = any_host if endpoint.is_any_host else endpoint.host
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(host, endpoint.port, type=socket.SOCK_STREAM,
+                                                                   flags=socket.AI_PASSIVE):
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return ""
 
 
 class NotPrimary(RuntimeError):
@@ -387,15 +412,25 @@ class ServiceNode:
         return {"applied": not problem, "version": version, "changed": applied, "problem": problem}
 
     async def _rebind(self, new: MessengerSettings) -> str:
-        """Move the messenger to the new endpoint; on failure go back to the old one. "" or why it failed."""
+        """Move the messenger to the new endpoint; on failure go back to the old one. "" or why it failed.
+
+        A port known to be taken is refused before the old endpoint is closed, so its peers stay connected.
+        """
         old = self.messenger
-        await self.server.close()
-        try:
-            await self.server.start(new.endpoint, run_dir=new.run_dir, any_host=settings.NODE_IP or "0.0.0.0")
-        except (OSError, MessengerError) as exc:
-            problem = f"cannot listen on {new.endpoint} ({_bind_error(exc)}); staying on {old.endpoint}"
+        any_host = settings.NODE_IP or "0.0.0.0"
+        error = ""
+        if not _same_port(old.endpoint, new.endpoint):  # our own listener would make the check fail
+            error = await asyncio.to_thread(_listen_problem, new.endpoint, any_host)
+        if not error:
+            await self.server.close()
+            try:
+                await self.server.start(new.endpoint, run_dir=new.run_dir, any_host=any_host)
+            except (OSError, MessengerError) as exc:
+                error = _bind_error(exc)
+                await self.server.start(old.endpoint, run_dir=old.run_dir, any_host=any_host)
+        if error:
+            problem = f"cannot listen on {new.endpoint} ({error}); staying on {old.endpoint}"
             logger.error("%s", problem)
-            await self.server.start(old.endpoint, run_dir=old.run_dir, any_host=settings.NODE_IP or "0.0.0.0")
             return problem
         logger.info("messenger moved from %s to %s", old.endpoint, self.server.address)
         return ""

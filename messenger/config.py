@@ -26,6 +26,7 @@ from messenger.endpoint import Endpoint, parse_endpoint
 from messenger.errors import MessengerError
 from proget_web.advanced_settings.models import RetiredValue, SettingValue
 from proget_web.advanced_settings.registry import setting_definition
+from proget_web.advanced_settings.selectors import settings_version
 from proget_web.advanced_settings.services import setting_get_or_init
 
 ENDPOINT_SETTING = "Service.MessengerEndpoint"
@@ -64,7 +65,8 @@ def messenger_settings(*, serving: bool = False) -> MessengerSettings:
     """Read (and on first use, create the key for) the messenger settings of this cluster.
 
     `serving`: for the service node itself, the endpoint it is told to serve. Otherwise (the web side) the endpoint
-    the service really serves: the one it stayed on when it refused the configured one (a port in use).
+    the service really serves: the old one until it says it moved, or the one it stayed on after refusing the
+    configured one (a port in use).
     """
     stored = dict(
         SettingValue.objects.filter(
@@ -114,10 +116,10 @@ def _endpoint_text(stored: dict[str, str]) -> str:
 
 
 def _served_instead(endpoint: Endpoint) -> Endpoint:
-    """Where a web node connects when told `endpoint`: there, unless the service refused it and stayed elsewhere."""
+    """Where a web node connects when told `endpoint`: where the service really serves (indexer.nodes)."""
     from indexer.nodes import node_serving_instead  # the registry lives in the indexer app
 
-    served = node_serving_instead(endpoint=str(endpoint))
+    served = node_serving_instead(endpoint=str(endpoint), version=settings_version())
     return parse_endpoint(served) if served else endpoint
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from proget_web.status.routing import STATUS_SOCKET_PATH
 from tests.processes import ServiceProcess, manage, migrate, shell, start_daphne, stop, wait_for
 from tests.web_clients import HOST, Browser
 
@@ -52,6 +53,8 @@ def test_an_endpoint_the_service_cannot_bind_is_reported_refused_and_the_web_sta
         wait_for(lambda: bool(_service_row(tmp_path)), what="the service to register")
         browser = Browser(port)
         browser.login("admin", PASSWORD)
+        ws = browser.websocket(STATUS_SOCKET_PATH)  # an open Status page: its link must not leave the service
+        ws.until(lambda m: (m.get("link") or {}).get("status") == "connected")
         wanted = f"tcp://{HOST}:{taken_port}"
         status, headers, _ = browser.post_form(PAGE, PAGE, {"name": ENDPOINT, "value": wanted})
         assert status == 302, headers
@@ -76,6 +79,11 @@ def test_an_endpoint_the_service_cannot_bind_is_reported_refused_and_the_web_sta
         assert ping.returncode == 0 and f"pong from {SERVICE}" in ping.stdout, ping.stdout + ping.stderr
         status, _, body = browser.request("GET", "/health")
         assert json.loads(body)["serviceStatus"] == "OK", body
+        # The Status page's link re-reads the settings at each push and poll, and stays on the served endpoint.
+        for _ in range(3):
+            link = ws.until(lambda m: m["type"] == "link")["link"]
+            assert (link["status"], link["endpoint"]) == ("connected", "pipe://messenger"), link
+        ws.close()
         assert service.process.poll() is None
     finally:
         stop(daphne)
