@@ -263,9 +263,10 @@ class ServiceLink:
             self._connected.set()
             self._new_connection.set()
         else:
+            # `_subscribed` is the stream's own to clear (_stream_loop): after a key rotation the stream goes on over
+            # the old connection for the grace while the client connects with the new key, and the page is live.
             self._connected.clear()
             self._rtt_ms = None
-            self._subscribed = False
         self._link_changed()
 
     async def _load_config(self) -> MessengerSettings:
