@@ -7,7 +7,9 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from indexer.service import LOG_LEVEL_SETTING
 from proget_web.administration.permissions import permission_required_or_403
+from proget_web.advanced_settings.selectors import setting_get
 from proget_web.status.consumers import CONTROL_PERMISSION, VIEW_PERMISSION
 from proget_web.status.routing import STATUS_SOCKET_PATH
 
@@ -17,4 +19,7 @@ def service_status(request: HttpRequest) -> HttpResponse:
     return render(request, "status/service.html", {
         "can_control": request.user.has_perm(CONTROL_PERMISSION),
         "socket_path": "/" + STATUS_SOCKET_PATH,
+        # The log filter can only hide lines: what the service keeps is this setting's level and above.
+        "log_level_setting": LOG_LEVEL_SETTING,
+        "service_log_level": setting_get(LOG_LEVEL_SETTING),
     })

@@ -32,13 +32,20 @@
     var date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
     return isNaN(date.getTime()) ? null : date;
   }
+  // One format on every page, the server's own: "2026-12-04 13:34:08 UTC" (never the browser's locale or zone).
+  function pad(number) { return number < 10 ? "0" + number : String(number); }
+  function utcClock(date) {
+    return pad(date.getUTCHours()) + ":" + pad(date.getUTCMinutes()) + ":" + pad(date.getUTCSeconds());
+  }
   function formatTime(value) {
     var date = toDate(value);
-    return date ? date.toLocaleString() : "—";
+    if (!date) { return "—"; }
+    return date.getUTCFullYear() + "-" + pad(date.getUTCMonth() + 1) + "-" + pad(date.getUTCDate()) + " " +
+      utcClock(date) + " UTC";
   }
   function formatClock(value) {
     var date = toDate(value);
-    return date ? date.toLocaleTimeString() : "";
+    return date ? utcClock(date) + " UTC" : "";
   }
   function formatDuration(seconds) {
     if (typeof seconds !== "number" || !isFinite(seconds)) { return ""; }
