@@ -32,20 +32,15 @@
     var date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
     return isNaN(date.getTime()) ? null : date;
   }
-  // One format on every page, the server's own: "2026-12-04 13:34:08 UTC" (never the browser's locale or zone).
-  function pad(number) { return number < 10 ? "0" + number : String(number); }
-  function utcClock(date) {
-    return pad(date.getUTCHours()) + ":" + pad(date.getUTCMinutes()) + ":" + pad(date.getUTCSeconds());
-  }
+  // One format on every page, as the server renders it (and feeds.js): "2026-12-04 13:34:08 UTC", never the
+  // browser's locale or zone.
   function formatTime(value) {
     var date = toDate(value);
-    if (!date) { return "—"; }
-    return date.getUTCFullYear() + "-" + pad(date.getUTCMonth() + 1) + "-" + pad(date.getUTCDate()) + " " +
-      utcClock(date) + " UTC";
+    return date ? date.toISOString().slice(0, 19).replace("T", " ") + " UTC" : "—";
   }
   function formatClock(value) {
     var date = toDate(value);
-    return date ? utcClock(date) + " UTC" : "";
+    return date ? date.toISOString().slice(11, 19) + " UTC" : "";
   }
   function formatDuration(seconds) {
     if (typeof seconds !== "number" || !isFinite(seconds)) { return ""; }
