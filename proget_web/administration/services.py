@@ -49,6 +49,7 @@ class SettingOutcome:
     name: str
     change: SettingChange | None  # None when the value was already that
     applied: str  # one line: whether the nodes apply it now
+    refused: bool = False  # the service said it cannot apply it (the reason is in `applied`)
 
     def __str__(self) -> str:
         if self.change is None:
@@ -75,27 +76,29 @@ def setting_change(*, name: str, value: str, actor: str, source: str = WEB_SOURC
     definition.clean(value)  # refuse before messenger_settings() may generate the key
     previous = _settings_in_use()
     change = setting_set(name=name, value=value, actor=actor, source=source)
-    if change is None:
-        applied = ""
-    elif definition.live:
-        applied = _service_told(previous=previous, version=change.version)
-    else:
+    applied, refused = "", False
+    if change is not None and definition.live:
+        applied, refused = _service_told(previous=previous, version=change.version)
+    elif change is not None:
         applied = "restart the nodes to apply it"
-    return SettingOutcome(name=name, change=change, applied=applied)
+    return SettingOutcome(name=name, change=change, applied=applied, refused=refused)
 
 
-def _service_told(*, previous: MessengerSettings | None, version: int, node: str | None = None) -> str:
-    """Nudge the service, then wait (at most APPLY_WAIT_SECONDS) for what it says of applying `version`."""
+def _service_told(*, previous: MessengerSettings | None, version: int, node: str | None = None) -> tuple[str, bool]:
+    """Nudge the service, then wait (at most APPLY_WAIT_SECONDS) for what it says of applying `version`:
+    one line for the user, and whether the service refused it."""
     told = config_changed_notify(previous=previous)
     if told != SERVICE_TOLD:
-        return told  # not reachable: its poll applies it, and says how on the Advanced Settings page
+        return told, False  # not reachable: its poll applies it, and says how on the Advanced Settings page
     deadline = time.monotonic() + APPLY_WAIT_SECONDS
     while (report := service_apply_report(version=version, node=node)) is None:
         if time.monotonic() >= deadline:
-            return f"the service is applying it (no result after {APPLY_WAIT_SECONDS:g} s: see Advanced Settings)"
+            return f"the service is applying it (no answer within {APPLY_WAIT_SECONDS:g} s: see the nodes)", False
         time.sleep(APPLY_POLL_SECONDS)
     settings_push_on_commit(version=version)  # web nodes re-read where the service now serves
-    return f"the service refused it: {report.problem}" if report.refused else SERVICE_TOLD
+    if report.refused:
+        return f"the service refused it: {report.problem}", True
+    return SERVICE_TOLD, False
 
 
 def messenger_key_set(*, value: str, actor: str) -> SettingOutcome:
@@ -152,7 +155,7 @@ def endpoint_override_change(*, node: str, value: str, actor: str, source: str =
         _override_audit(node=node, old=old, new=text, actor=actor, source=source)
     logger.info("endpoint override of %s changed by %s via %s: %r -> %r", node, actor, source, old, text)
     if nudge:
-        applied = _service_told(previous=previous, version=settings_version(), node=node)
+        applied, _ = _service_told(previous=previous, version=settings_version(), node=node)
     else:
         applied = f"it applies it within {SETTINGS_POLL_HINT_SECONDS} s"
     target = f"its own endpoint {text}" if text else "the cluster-wide endpoint"

@@ -64,7 +64,7 @@ def advanced_settings(request: HttpRequest) -> HttpResponse:
             }
         else:
             web_node_settings_applied()  # this process reads settings afresh: the page shows it applied at once
-            messages.success(request, str(outcome))
+            (messages.warning if outcome.refused else messages.success)(request, str(outcome))
             return redirect("advanced-settings")  # top of the page: the outcome and the nodes applying it
     context = {
         "settings": settings_list(),

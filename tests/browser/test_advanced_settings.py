@@ -104,7 +104,7 @@ def test_an_endpoint_whose_port_is_taken_is_shown_refused_and_status_stays_live(
         other.listen()
         taken = f"tcp://{HOST}:{other.getsockname()[1]}"
         save(page, ENDPOINT, taken)
-        banner = page.locator("li.message.success")
+        banner = page.locator("li.message.warning")
         expect(banner).to_contain_text(f"the service refused it: cannot listen on {taken}")
         expect(banner).not_to_contain_text("applies it now")
         node = page.locator(f'#nodes tr[data-node="{SERVICE_NODE}"]')
