@@ -375,9 +375,8 @@ class ServiceLink:
                 logger.warning("status link: cannot apply the messenger settings: %s", exc or "timed out")
                 continue
             previous, self._config = self._config, config
-            if previous is None or (previous.endpoint, previous.key, previous.retired_keys) != (
-                config.endpoint, config.key, config.retired_keys
-            ):
+            # Not the retired keys: they shrink by themselves as a rotation's grace ends, which needs no new connection.
+            if previous is None or (previous.endpoint, previous.key) != (config.endpoint, config.key):
                 logger.info("status link: messenger settings changed; reconnecting to %s", config.endpoint)
                 self._service_fingerprint = None
                 client.reconfigure(endpoint=config.endpoint, key=config.key, previous_keys=config.previous_keys)
