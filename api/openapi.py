@@ -103,8 +103,10 @@ SCHEMAS: dict[str, Any] = {
                                      "value": {"type": "string", "description": "\"\" restores the default"},
                                      "confirm": {"type": "string", "description": "\"yes\": needed (with the "
                                                  "settings:messenger-key scope) to change Service.MessengerKey"}}},
-    "SettingChanged": {"type": "object", "required": ["name", "changed", "version", "message"],
+    "SettingChanged": {"type": "object", "required": ["name", "changed", "refused", "version", "message"],
                        "properties": {"name": {"type": "string"}, "changed": {"type": "boolean"},
+                                      "refused": {"type": "boolean", "description": "stored, but the service "
+                                                  "could not apply it (the reason is in message)"},
                                       "version": {"type": "integer"}, "message": {"type": "string"}}},
     "ServiceStatus": {
         "type": "object", "required": ["service", "runners", "logs", "seq"], "additionalProperties": True,

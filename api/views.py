@@ -106,7 +106,7 @@ def settings_set_view(request: HttpRequest, *, key: ApiKey) -> HttpResponse:
         outcome = setting_change(name=name, value=value, actor=actor, source=API_SOURCE)
     except (UnknownSetting, SettingValueError) as exc:
         raise ApiError(str(exc), status=400) from None
-    return JsonResponse({"name": outcome.name, "changed": outcome.change is not None,
+    return JsonResponse({"name": outcome.name, "changed": outcome.change is not None, "refused": outcome.refused,
                          "version": settings_version(), "message": str(outcome)})
 
 

@@ -69,6 +69,13 @@ class RunnerRecord(models.Model):
         return self.name
 
 
+class ApplyResult(models.TextChoices):
+    """How a node's last settings apply went."""
+
+    OK = "ok"
+    REFUSED = "refused"
+
+
 class Node(models.Model):
     """A node of the cluster as it registered itself; its heartbeat says whether it is alive."""
 
@@ -87,6 +94,13 @@ class Node(models.Model):
     key_fingerprint = models.CharField(max_length=32, blank=True)
     settings_version = models.BigIntegerField(default=0)  # the settings version it has applied
     settings_applied_at = models.DateTimeField(null=True, blank=True)
+    # What applying that version gave (service nodes): ok, or refused with the reason (e.g. a port in use).
+    settings_result = models.CharField(max_length=16, choices=ApplyResult.choices, blank=True)
+    settings_problem = models.TextField(blank=True)
+    # The endpoint (canonical) its messenger serves, and one it was told to serve but could not ("" when none):
+    # web nodes told to use the refused one connect to the served one instead.
+    serves_endpoint = models.CharField(max_length=ENDPOINT_MAX_LENGTH, blank=True)
+    refused_endpoint = models.CharField(max_length=ENDPOINT_MAX_LENGTH, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     heartbeat_at = models.DateTimeField(default=timezone.now)
 

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from indexer.cluster import primary_live
-from indexer.models import Node
+from indexer.models import ApplyResult, Node
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,10 @@ def node_register(*, identity: NodeIdentity) -> Node:
             "key_fingerprint": identity.key_fingerprint,
             "started_at": now,
             "heartbeat_at": now,
+            # A (re)started node serves what it was told to, or it would not have started: nothing refused yet.
+            "refused_endpoint": "",
+            "settings_result": "",
+            "settings_problem": "",
         },
     )
     return node
@@ -71,9 +75,45 @@ def node_heartbeat(*, identity: NodeIdentity, settings_version: int) -> bool:
     return True
 
 
-def node_settings_applied(*, name: str, version: int) -> None:
-    """Record that node `name` now runs with settings `version` (shown per node on the settings page)."""
-    Node.objects.filter(name=name).update(settings_version=version, settings_applied_at=timezone.now())
+@dataclass(frozen=True, kw_only=True)
+class ApplyOutcome:
+    """What a service node's apply of a settings version gave: where its messenger is, and what it refused."""
+
+    serves_endpoint: str  # canonical endpoint its messenger serves
+    refused_endpoint: str = ""  # one it was told to serve and could not ("" when none)
+    problem: str = ""  # why, for the admin ("" when everything applied)
+
+
+def node_settings_applied(*, name: str, version: int, outcome: ApplyOutcome | None = None) -> None:
+    """Record that node `name` now runs with settings `version` (shown per node on the settings page).
+
+    A service node passes its `outcome`: refused (with the reason) when part of the version could not be applied.
+    """
+    fields: dict[str, object] = {"settings_version": version, "settings_applied_at": timezone.now()}
+    if outcome is not None:
+        fields.update(
+            settings_result=ApplyResult.REFUSED if outcome.problem else ApplyResult.OK,
+            settings_problem=outcome.problem, serves_endpoint=outcome.serves_endpoint,
+            refused_endpoint=outcome.refused_endpoint,
+        )
+    Node.objects.filter(name=name).update(**fields)
+
+
+def node_serving_instead(*, endpoint: str, version: int) -> str | None:
+    """Where web nodes told to use `endpoint` (canonical) under settings `version` must connect instead, or None.
+
+    The live primary's served endpoint while it has not applied `version` yet (it serves there until it says it
+    moved), or after it refused `endpoint`; without a live primary, the endpoint the last node to beat stayed on
+    when it refused `endpoint`.
+    """
+    rows = Node.objects.filter(kind=Node.Kind.SERVICE).exclude(serves_endpoint="")
+    primary = primary_live()
+    row = (rows.filter(name=primary) if primary else rows.order_by("-heartbeat_at")).first()
+    if row is None or row.serves_endpoint == endpoint:
+        return None
+    if row.refused_endpoint == endpoint or (primary is not None and row.settings_version < version):
+        return row.serves_endpoint
+    return None
 
 
 @transaction.atomic

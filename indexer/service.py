@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import logging
 import signal
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -38,15 +39,17 @@ from indexer.lease import (
     term_trusted,
 )
 from indexer.logstream import HubLogHandler
-from indexer.nodes import NodeIdentity, node_heartbeat, node_register, node_settings_applied
+from indexer.nodes import ApplyOutcome, NodeIdentity, node_heartbeat, node_register, node_settings_applied
 from indexer.runner import RunContext, RunnerState, Scheduler, State
 from indexer.service_handlers import ServiceHandlers
 from indexer.status import StatusHub
 from indexer.tasks import default_runners
 from indexer.tasks.trigger_dispatch import triggers_dispatch
 from messenger.config import MessengerSettings, messenger_settings
+from messenger.endpoint import Endpoint
 from messenger.errors import MessengerError
 from messenger.server import MessengerServer
+from proget_web.advanced_settings.push import settings_push
 from proget_web.advanced_settings.selectors import setting_get, settings_version
 
 logger = logging.getLogger(__name__)
@@ -61,6 +64,37 @@ GATE_WAIT_SECONDS = 1.0
 # How long a new term waits for its scheduler to have recovered and loaded before claims are allowed.
 TERM_START_TIMEOUT = 10.0
 PRIMARY, STANDBY = "primary", "standby"
+
+
+def _bind_error(exc: Exception) -> str:
+    """Why listening failed, without repeating the endpoint the message names anyway."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    cause = exc.__cause__
+    return (cause.strerror or str(cause)) if isinstance(cause, OSError) else str(exc)
+
+
+def _same_port(old: Endpoint, new: Endpoint) -> bool:
+    return old.kind == new.kind == "tcp" and old.port == new.port
+
+
+def _listen_problem(endpoint: Endpoint, any_host: str) -> str:
+    """Why TCP `endpoint` cannot be listened on now (e.g. its port is in use), "" when it can (or is a pipe).
+
+    Binds a throwaway socket as the server would (address reuse on); blocking: run it in a thread.
+    """
+    if endpoint.kind != "tcp":
+        return ""
+    host = any_host if endpoint.is_any_host else endpoint.host
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(host, endpoint.port, type=socket.SOCK_STREAM,
+                                                                   flags=socket.AI_PASSIVE):
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return ""
 
 
 class NotPrimary(RuntimeError):
@@ -85,7 +119,7 @@ def _on_lease_connection(function: Callable[..., Any], /, **kwargs: Any) -> Any:
 
 def _read_settings() -> tuple[MessengerSettings, int, str]:
     """Messenger settings, the settings version they belong to, and the log level (one DB round)."""
-    messenger = messenger_settings()  # may create the key, which bumps the version: read that afterwards
+    messenger = messenger_settings(serving=True)  # may create the key, which bumps the version: read that afterwards
     return messenger, settings_version(), str(setting_get(LOG_LEVEL_SETTING))
 
 
@@ -199,7 +233,8 @@ class ServiceNode:
                 self.messenger.endpoint, run_dir=self.messenger.run_dir, any_host=settings.NODE_IP or "0.0.0.0"
             )
             await sync_to_async(node_register)(identity=self.identity())
-            await sync_to_async(node_settings_applied)(name=settings.NODE_NAME, version=self.settings_version)
+            await sync_to_async(node_settings_applied)(name=settings.NODE_NAME, version=self.settings_version,
+                                                       outcome=ApplyOutcome(serves_endpoint=str(self.messenger.endpoint)))
             await self.scheduler.load()
             await self.scheduler.stop(0)  # the standby's scheduler: states only, it never runs
             for state in self.scheduler.states():
@@ -357,30 +392,48 @@ class ServiceNode:
             self.server.set_allowed_ips(new.allowed_ips)
             applied.append("allowed-ips")
         endpoint = self.messenger.endpoint
-        if new.endpoint != endpoint and await self._rebind(new):
-            endpoint = new.endpoint
-            applied.append("endpoint")
+        problem = ""
+        if new.endpoint != endpoint:
+            problem = await self._rebind(new)
+            if not problem:
+                endpoint = new.endpoint
+                applied.append("endpoint")
         self.messenger = dataclasses.replace(new, endpoint=endpoint)
         self._apply_log_level(log_level)
         self.settings_version = version
         self.scheduler.nudge()
-        await sync_to_async(node_settings_applied)(name=settings.NODE_NAME, version=version)
+        outcome = ApplyOutcome(serves_endpoint=str(endpoint), refused_endpoint=str(new.endpoint) if problem else "",
+                               problem=problem)
+        await sync_to_async(node_settings_applied)(name=settings.NODE_NAME, version=version, outcome=outcome)
         await sync_to_async(node_heartbeat)(identity=self.identity(), settings_version=version)
-        logger.info("settings version %s applied (%s)", version, ", ".join(applied) or "no messenger change")
-        return {"applied": True, "version": version, "changed": applied}
+        await settings_push(version=version)  # web nodes re-read where the messenger is
+        logger.info("settings version %s applied (%s)%s", version, ", ".join(applied) or "no messenger change",
+                    f"; refused: {problem}" if problem else "")
+        return {"applied": not problem, "version": version, "changed": applied, "problem": problem}
 
-    async def _rebind(self, new: MessengerSettings) -> bool:
-        """Move the messenger to the new endpoint; on failure go back to the old one and say why."""
+    async def _rebind(self, new: MessengerSettings) -> str:
+        """Move the messenger to the new endpoint; on failure go back to the old one. "" or why it failed.
+
+        A port known to be taken is refused before the old endpoint is closed, so its peers stay connected.
+        """
         old = self.messenger
-        await self.server.close()
-        try:
-            await self.server.start(new.endpoint, run_dir=new.run_dir, any_host=settings.NODE_IP or "0.0.0.0")
-        except (OSError, MessengerError) as exc:
-            logger.error("cannot listen on %s (%s); staying on %s", new.endpoint, exc, old.endpoint)
-            await self.server.start(old.endpoint, run_dir=old.run_dir, any_host=settings.NODE_IP or "0.0.0.0")
-            return False
+        any_host = settings.NODE_IP or "0.0.0.0"
+        error = ""
+        if not _same_port(old.endpoint, new.endpoint):  # our own listener would make the check fail
+            error = await asyncio.to_thread(_listen_problem, new.endpoint, any_host)
+        if not error:
+            await self.server.close()
+            try:
+                await self.server.start(new.endpoint, run_dir=new.run_dir, any_host=any_host)
+            except (OSError, MessengerError) as exc:
+                error = _bind_error(exc)
+                await self.server.start(old.endpoint, run_dir=old.run_dir, any_host=any_host)
+        if error:
+            problem = f"cannot listen on {new.endpoint} ({error}); staying on {old.endpoint}"
+            logger.error("%s", problem)
+            return problem
         logger.info("messenger moved from %s to %s", old.endpoint, self.server.address)
-        return True
+        return ""
 
     def _apply_log_level(self, name: str) -> None:
         try:

@@ -26,6 +26,7 @@ from messenger.endpoint import Endpoint, parse_endpoint
 from messenger.errors import MessengerError
 from proget_web.advanced_settings.models import RetiredValue, SettingValue
 from proget_web.advanced_settings.registry import setting_definition
+from proget_web.advanced_settings.selectors import settings_version
 from proget_web.advanced_settings.services import setting_get_or_init
 
 ENDPOINT_SETTING = "Service.MessengerEndpoint"
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 # How often a service node polls for settings changes it was not told about (indexer.service).
 SETTINGS_POLL_HINT_SECONDS = 5
+# What config_changed_notify says when the service got the nudge (the caller may wait for its result).
+SERVICE_TOLD = "the service applies it now"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,8 +61,13 @@ class MessengerSettings:
 
 
 @sensitive_variables("key_text")
-def messenger_settings() -> MessengerSettings:
-    """Read (and on first use, create the key for) the messenger settings of this cluster."""
+def messenger_settings(*, serving: bool = False) -> MessengerSettings:
+    """Read (and on first use, create the key for) the messenger settings of this cluster.
+
+    `serving`: for the service node itself, the endpoint it is told to serve. Otherwise (the web side) the endpoint
+    the service really serves: the old one until it says it moved, or the one it stayed on after refusing the
+    configured one (a port in use).
+    """
     stored = dict(
         SettingValue.objects.filter(
             name__in=[ENDPOINT_SETTING, ALLOWED_IPS_SETTING, KEY_GRACE_SETTING]
@@ -70,8 +78,9 @@ def messenger_settings() -> MessengerSettings:
         allowed_ips = parse_allowed_ips(stored.get(ALLOWED_IPS_SETTING, ""))
     except ValueError as exc:
         raise MessengerError(str(exc)) from None
+    endpoint = parse_endpoint(_endpoint_text(stored))
     return MessengerSettings(
-        endpoint=parse_endpoint(_endpoint_text(stored)),
+        endpoint=endpoint if serving else _served_instead(endpoint),
         key=parse_key(key_text),
         retired_keys=_retired_keys(key_text, stored.get(KEY_GRACE_SETTING, "")),
         allowed_ips=allowed_ips,
@@ -104,6 +113,14 @@ def _endpoint_text(stored: dict[str, str]) -> str:
     from indexer.nodes import node_endpoint_override  # the registry lives in the indexer app
 
     return node_endpoint_override(name=settings.NODE_NAME) or stored.get(ENDPOINT_SETTING, "")
+
+
+def _served_instead(endpoint: Endpoint) -> Endpoint:
+    """Where a web node connects when told `endpoint`: where the service really serves (indexer.nodes)."""
+    from indexer.nodes import node_serving_instead  # the registry lives in the indexer app
+
+    served = node_serving_instead(endpoint=str(endpoint), version=settings_version())
+    return parse_endpoint(served) if served else endpoint
 
 
 def _primary_address() -> str | None:
@@ -203,7 +220,7 @@ def config_changed_notify(*, previous: MessengerSettings | None, timeout: float 
     for config in dict.fromkeys(attempts):
         try:
             service_call("config.changed", timeout=timeout, config=config)
-            return "the service applies it now"
+            return SERVICE_TOLD
         except MessengerError as exc:
             reason = getattr(exc, "reason", str(exc))
     return f"the service will apply it within {SETTINGS_POLL_HINT_SECONDS} s (not reachable now: {reason})"

@@ -2,7 +2,8 @@
 
 The interval is the service nodes' own (`Runners.ServiceHeartbeat.IntervalSeconds`), since the Cluster page
 flags any node stale after three of them. Under an ASGI server (daphne) the beat runs on the serving loop,
-requests or not, so an idle web node does not look dead; without one (the test client) a request beats when due.
+requests or not, so an idle web node does not look dead, and at once when a settings change is pushed (Channels
+layer); without one (the test client) a request beats when due.
 A web node reads the messenger settings afresh for every request it sends to the service, so it runs with
 the current settings version whenever it beats; that is what the Advanced Settings page shows for it.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import logging
 import time
@@ -24,6 +26,7 @@ from django.utils.decorators import sync_and_async_middleware
 import proget_web
 from indexer.nodes import NodeIdentity, node_heartbeat, node_register, node_settings_applied
 from proget_web.administration.selectors import HEARTBEAT_SETTING, messenger_key_state
+from proget_web.advanced_settings.push import settings_listener
 from proget_web.advanced_settings.selectors import setting_get, settings_version
 
 logger = logging.getLogger(__name__)
@@ -49,6 +52,7 @@ class _Beat:
         self.registered = False
         self.next_at = 0.0
         self.task: asyncio.Task | None = None
+        self.wake: asyncio.Event | None = None  # set by a settings push: beat now, recording the new version
 
     def due(self) -> bool:
         return time.monotonic() >= self.next_at
@@ -77,6 +81,8 @@ class _Beat:
     def keep_beating(self) -> None:
         """Beat from the running (serving) loop from now on, whether requests come or not; once per process."""
         if self.task is None:
+            self.wake = asyncio.Event()
+            settings_listener().subscribe(lambda version: self.wake.set())
             # A context of its own: the request's would tie the beat to that request's sync thread, gone after it.
             self.task = asyncio.get_running_loop().create_task(
                 self._beat_forever(), name="web node heartbeat", context=contextvars.Context()
@@ -96,7 +102,18 @@ class _Beat:
             except Exception:  # never let the beat die: the node would look stale while it serves
                 logger.exception("web node heartbeat failed")
                 interval = FALLBACK_INTERVAL
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self.wake.wait()
+            self.wake.clear()
+
+
+def web_node_settings_applied() -> None:
+    """Record that this web process runs with the current settings version now (after it saved a change)."""
+    try:
+        node_settings_applied(name=web_node_name(), version=settings_version())
+    except DatabaseError as exc:
+        logger.warning("web node %s not recorded in the registry: %s", web_node_name(), exc)
 
 
 @sync_and_async_middleware

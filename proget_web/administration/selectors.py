@@ -12,9 +12,9 @@ from datetime import datetime
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from indexer.cluster import primary_live
+from indexer.cluster import primary_live, primary_name
 from indexer.lease import lease_get
-from indexer.models import Failover, Node
+from indexer.models import ApplyResult, Failover, Node
 from messenger.config import ENDPOINT_SETTING, KEY_SETTING
 from messenger.crypto import key_fingerprint, parse_key
 from messenger.endpoint import parse_endpoint
@@ -154,6 +154,24 @@ def cluster_view(*, now: datetime | None = None) -> ClusterView:
         nodes=rows, settings_version=version, key_fingerprint=fingerprint, stale_after_seconds=stale_after,
         lease=lease, failovers=list(Failover.objects.all()[:FAILOVER_HISTORY_LENGTH]),
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplyReport:
+    node: str
+    refused: bool
+    problem: str  # why it refused, "" when it applied everything
+
+
+def service_apply_report(*, version: int, node: str | None = None) -> ApplyReport | None:
+    """How service node `node` (default: the primary, else the last one to beat) applied settings `version`;
+    None while it has not applied it yet."""
+    nodes = Node.objects.filter(kind=Node.Kind.SERVICE)
+    name = node or primary_name()
+    row = (nodes.filter(name=name) if name else nodes.order_by("-heartbeat_at")).first()
+    if row is None or row.settings_version < version or not row.settings_result:
+        return None
+    return ApplyReport(node=row.name, refused=row.settings_result == ApplyResult.REFUSED, problem=row.settings_problem)
 
 
 def service_node(*, name: str) -> Node | None:

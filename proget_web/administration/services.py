@@ -7,6 +7,7 @@ overrides are audited like settings and bump the settings version, so the node a
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -16,6 +17,7 @@ from indexer.nodes import node_endpoint_override_set, node_remove
 from messenger.config import (
     ENDPOINT_SETTING,
     KEY_SETTING,
+    SERVICE_TOLD,
     SETTINGS_POLL_HINT_SECONDS,
     MessengerSettings,
     config_changed_notify,
@@ -24,14 +26,20 @@ from messenger.config import (
 from messenger.crypto import generate_key
 from messenger.endpoint import parse_endpoint
 from messenger.errors import MessengerError
-from proget_web.administration.selectors import stale_after_seconds
+from proget_web.administration.selectors import service_apply_report, stale_after_seconds
 from proget_web.advanced_settings.models import SettingChange
+from proget_web.advanced_settings.push import settings_push_on_commit
 from proget_web.advanced_settings.registry import setting_definition
+from proget_web.advanced_settings.selectors import settings_version
 from proget_web.advanced_settings.services import setting_set, settings_version_bump
 
 logger = logging.getLogger(__name__)
 
 WEB_SOURCE = "web"
+# After the nudge, a save waits this long at most for the service's result (a rebind takes milliseconds).
+APPLY_WAIT_SECONDS = 3.0
+# How often it looks at the registry meanwhile.
+APPLY_POLL_SECONDS = 0.05
 # An override's audit entry is named after the setting and the node, cut to what the audit table holds.
 AUDIT_NAME_MAX_LENGTH = SettingChange._meta.get_field("name").max_length
 
@@ -41,6 +49,7 @@ class SettingOutcome:
     name: str
     change: SettingChange | None  # None when the value was already that
     applied: str  # one line: whether the nodes apply it now
+    refused: bool = False  # the service said it cannot apply it (the reason is in `applied`)
 
     def __str__(self) -> str:
         if self.change is None:
@@ -67,13 +76,29 @@ def setting_change(*, name: str, value: str, actor: str, source: str = WEB_SOURC
     definition.clean(value)  # refuse before messenger_settings() may generate the key
     previous = _settings_in_use()
     change = setting_set(name=name, value=value, actor=actor, source=source)
-    if change is None:
-        applied = ""
-    elif definition.live:
-        applied = config_changed_notify(previous=previous)
-    else:
+    applied, refused = "", False
+    if change is not None and definition.live:
+        applied, refused = _service_told(previous=previous, version=change.version)
+    elif change is not None:
         applied = "restart the nodes to apply it"
-    return SettingOutcome(name=name, change=change, applied=applied)
+    return SettingOutcome(name=name, change=change, applied=applied, refused=refused)
+
+
+def _service_told(*, previous: MessengerSettings | None, version: int, node: str | None = None) -> tuple[str, bool]:
+    """Nudge the service, then wait (at most APPLY_WAIT_SECONDS) for what it says of applying `version`:
+    one line for the user, and whether the service refused it."""
+    told = config_changed_notify(previous=previous)
+    if told != SERVICE_TOLD:
+        return told, False  # not reachable: its poll applies it, and says how on the Advanced Settings page
+    deadline = time.monotonic() + APPLY_WAIT_SECONDS
+    while (report := service_apply_report(version=version, node=node)) is None:
+        if time.monotonic() >= deadline:
+            return f"the service is applying it (no answer within {APPLY_WAIT_SECONDS:g} s: see the nodes)", False
+        time.sleep(APPLY_POLL_SECONDS)
+    settings_push_on_commit(version=version)  # web nodes re-read where the service now serves
+    if report.refused:
+        return f"the service refused it: {report.problem}", True
+    return SERVICE_TOLD, False
 
 
 def messenger_key_set(*, value: str, actor: str) -> SettingOutcome:
@@ -130,7 +155,7 @@ def endpoint_override_change(*, node: str, value: str, actor: str, source: str =
         _override_audit(node=node, old=old, new=text, actor=actor, source=source)
     logger.info("endpoint override of %s changed by %s via %s: %r -> %r", node, actor, source, old, text)
     if nudge:
-        applied = config_changed_notify(previous=previous)
+        applied, _ = _service_told(previous=previous, version=settings_version(), node=node)
     else:
         applied = f"it applies it within {SETTINGS_POLL_HINT_SECONDS} s"
     target = f"its own endpoint {text}" if text else "the cluster-wide endpoint"

@@ -19,6 +19,7 @@ from proget_web.administration.forms import EndpointOverrideForm
 from proget_web.administration.permissions import permission_required_or_403
 from proget_web.advanced_settings.registry import SettingValueError, UnknownSetting
 from proget_web.advanced_settings.selectors import settings_list
+from proget_web.web_node import web_node_settings_applied
 
 KEY_GENERATE = "generate"
 KEY_SET = "set"
@@ -62,7 +63,8 @@ def advanced_settings(request: HttpRequest) -> HttpResponse:
                 "error": str(exc),
             }
         else:
-            messages.success(request, str(outcome))
+            web_node_settings_applied()  # this process reads settings afresh: the page shows it applied at once
+            (messages.warning if outcome.refused else messages.success)(request, str(outcome))
             return redirect("advanced-settings")  # top of the page: the outcome and the nodes applying it
     context = {
         "settings": settings_list(),

@@ -10,6 +10,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from proget_web.advanced_settings.models import RetiredValue, SettingChange, SettingsVersion, SettingValue
+from proget_web.advanced_settings.push import settings_push_on_commit
 from proget_web.advanced_settings.registry import Setting, SettingValueError, setting_definition
 from proget_web.advanced_settings.selectors import mask
 
@@ -17,10 +18,15 @@ logger = logging.getLogger(__name__)
 
 
 def settings_version_bump() -> int:
-    """Raise the settings version by one (call inside the transaction that stores the change); the new version."""
+    """Raise the settings version by one (call inside the transaction that stores the change); the new version.
+
+    Web nodes are told at once when the transaction commits (push), or notice by polling.
+    """
     SettingsVersion.objects.get_or_create(pk=1)
     SettingsVersion.objects.filter(pk=1).update(version=F("version") + 1)
-    return SettingsVersion.objects.get(pk=1).version
+    version = SettingsVersion.objects.get(pk=1).version
+    settings_push_on_commit(version=version)
+    return version
 
 
 @transaction.atomic

@@ -29,8 +29,8 @@ from feeds.services import FeedError, feed_create, feed_delete, feed_update
 from feeds.upload import UploadError, package_upload, upload_permitted
 from feeds.views_upload import CONTENT_FIELD, upload_reindex_request
 from indexer.models import Trigger
-from indexer.trigger_requests import trigger_request
-from indexer.triggers import TriggerError
+from indexer.trigger_requests import TriggerRequest, trigger_request
+from indexer.triggers import TriggerError, trigger_get
 from proget_web.administration.permissions import permission_required_or_403
 from proget_web.feedpages import selectors
 from proget_web.feedpages.forms import FeedCreateForm, FeedSettingsForm
@@ -161,12 +161,31 @@ def feed_reindex(request: HttpRequest, feed: str) -> HttpResponse:
         messages.error(request, f"Reindex of {found.name} not requested: {exc}")
     else:
         if outcome.nudged:
-            messages.success(request, f"Reindex of {found.name} requested: {outcome.message}")
+            messages.success(request, reindex_banner(feed=found.name, request=outcome))
         else:
             # Tagged with the trigger, so feeds.js can take the banner down once the service has run it.
-            messages.warning(request, f"Reindex of {found.name}: {outcome.message}",
+            messages.warning(request, reindex_banner(feed=found.name, request=outcome),
                              extra_tags=f"queued trigger-{outcome.trigger.id}")
     return redirect("feed-detail", feed=found.name)
+
+
+# What a reindex the service was told about is doing, in the user's words (no trigger ids, runner names or paths).
+_REINDEX_WORDS = {
+    Trigger.State.RUNNING: "started.",
+    Trigger.State.DONE: "done.",
+    Trigger.State.PENDING: "queued; it starts when the indexing under way finishes.",
+}
+
+
+def reindex_banner(*, feed: str, request: TriggerRequest) -> str:
+    """One line for the page: "Reindexing demo: started." The technical detail is on the feed's trigger table."""
+    if not request.nudged:
+        return (f"Reindexing {feed}: queued. The service is not reachable right now; "
+                "the reindex starts as soon as it is back.")
+    trigger = trigger_get(trigger_id=request.trigger.id) or request.trigger
+    if trigger.state == Trigger.State.FAILED:
+        return f"Reindexing {feed}: failed ({trigger.result or 'no reason given'})."
+    return f"Reindexing {feed}: {_REINDEX_WORDS.get(trigger.state, trigger.state)}"
 
 
 @login_required

@@ -12,6 +12,7 @@ in-memory layer, whose every receive sweeps all channels for expiry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
@@ -27,7 +28,7 @@ from messenger.client import ClientState, MessengerClient
 from messenger.config import MessengerSettings, last_resolved_address, local_resolver_async, messenger_settings
 from messenger.endpoint import socket_path
 from messenger.errors import MessengerError, MessengerUnavailable, RequestTimeout
-from proget_web.advanced_settings.selectors import settings_version
+from proget_web.advanced_settings.push import settings_listener
 from proget_web.status.state import HEARTBEAT, RUNNER, ServiceStatus
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ FLUSH_INTERVAL = 0.1
 MAX_PENDING_EVENTS = 1000
 # Events per message: keeps one WebSocket message a browser parses at once small.
 BATCH_EVENTS = 500
-# How often the settings version is polled while viewers exist (the service itself polls every 5 s).
+# How often the settings are polled while viewers exist, when no push came (the service itself polls every 5 s).
 SETTINGS_POLL_SECONDS = 3.0
 # Round-trip measurement cadence while connected.
 PING_INTERVAL = 5.0
@@ -93,7 +94,8 @@ class ServiceLink:
         self._linger: asyncio.TimerHandle | None = None
         self._client: MessengerClient | None = None
         self._config: MessengerSettings | None = None
-        self._settings_version: int | None = None
+        self._settings_pushed = asyncio.Event()
+        settings_listener().subscribe(self._on_settings_pushed)
         self._connected = asyncio.Event()
         self._new_connection = asyncio.Event()
         self._state = ClientState("closed", "no viewers", time.time())
@@ -261,9 +263,10 @@ class ServiceLink:
             self._connected.set()
             self._new_connection.set()
         else:
+            # `_subscribed` is the stream's own to clear (_stream_loop): after a key rotation the stream goes on over
+            # the old connection for the grace while the client connects with the new key, and the page is live.
             self._connected.clear()
             self._rtt_ms = None
-            self._subscribed = False
         self._link_changed()
 
     async def _load_config(self) -> MessengerSettings:
@@ -271,14 +274,13 @@ class ServiceLink:
         while True:
             try:
                 async with asyncio.timeout(DB_TIMEOUT):
-                    version = await database_sync_to_async(settings_version)()
                     config = await database_sync_to_async(messenger_settings)()
             except MessengerError as exc:
                 self._state = ClientState("unreachable", f"messenger misconfigured: {exc}", time.time())
             except (TimeoutError, DatabaseError) as exc:
                 self._state = ClientState("unreachable", f"settings not readable: {exc or 'timed out'}", time.time())
             else:
-                self._settings_version, self._config = version, config
+                self._config = config
                 return config
             self._link_changed()
             await asyncio.sleep(SETTINGS_POLL_SECONDS)
@@ -359,26 +361,37 @@ class ServiceLink:
                 pass
 
     async def _settings_loop(self, client: MessengerClient) -> None:
-        """Apply messenger endpoint/key changes live: poll the settings version while viewers exist."""
+        """Apply messenger endpoint/key changes live: at once when pushed, else by polling while viewers exist.
+
+        The whole messenger configuration is compared, not only the settings version: a service that refused a new
+        endpoint changes where web nodes connect (messenger_settings) without a new version.
+        """
         while True:
-            await asyncio.sleep(SETTINGS_POLL_SECONDS)
+            await self._settings_changed_or_poll()
             try:
                 async with asyncio.timeout(DB_TIMEOUT):
-                    version = await database_sync_to_async(settings_version)()
-                    if version == self._settings_version:
-                        continue
                     config = await database_sync_to_async(messenger_settings)()
             except (MessengerError, TimeoutError, DatabaseError) as exc:
                 logger.warning("status link: cannot apply the messenger settings: %s", exc or "timed out")
                 continue
-            previous, self._settings_version, self._config = self._config, version, config
-            if previous is None or (previous.endpoint, previous.key, previous.retired_keys) != (
-                config.endpoint, config.key, config.retired_keys
-            ):
+            previous, self._config = self._config, config
+            # Not the retired keys: they shrink by themselves as a rotation's grace ends, which needs no new connection.
+            if previous is None or (previous.endpoint, previous.key) != (config.endpoint, config.key):
                 logger.info("status link: messenger settings changed; reconnecting to %s", config.endpoint)
                 self._service_fingerprint = None
                 client.reconfigure(endpoint=config.endpoint, key=config.key, previous_keys=config.previous_keys)
             self._link_changed()
+
+    def _on_settings_pushed(self, version: int) -> None:
+        """A settings change was pushed (proget_web.advanced_settings.push): re-read the settings now."""
+        self._settings_pushed.set()
+
+    async def _settings_changed_or_poll(self) -> None:
+        """Wait for a settings push, or SETTINGS_POLL_SECONDS at most (the fallback when no push comes)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SETTINGS_POLL_SECONDS):
+                await self._settings_pushed.wait()
+        self._settings_pushed.clear()
 
     # --- fan-out ---
 

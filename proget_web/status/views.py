@@ -8,7 +8,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 
+from indexer.service import LOG_LEVEL_SETTING
 from proget_web.administration.permissions import permission_required_or_403
+from proget_web.advanced_settings.selectors import setting_get
 from proget_web.status.consumers import CONTROL_PERMISSION, VIEW_PERMISSION
 from proget_web.status.routing import STATUS_SOCKET_PATH
 
@@ -22,4 +24,7 @@ def service_status(request: HttpRequest) -> HttpResponse:
         "socket_path": "/" + STATUS_SOCKET_PATH,
         # Each runner's name links to its run history; status.js puts the URL-encoded name in place of RUNNER.
         "history_url": reverse("runner-history", kwargs={"name": HISTORY_URL_NAME}),
+        # The log filter can only hide lines: what the service keeps is this setting's level and above.
+        "log_level_setting": LOG_LEVEL_SETTING,
+        "service_log_level": setting_get(LOG_LEVEL_SETTING),
     })

@@ -53,7 +53,9 @@ def test_set_stores_and_audits_with_source_api(make_key) -> None:
     response = Client().post("/api/settings/set", {"name": "Service.TriggerPollSeconds", "value": "9"},
                              content_type="application/json", HTTP_X_APIKEY=token)
     assert response.status_code == 200, response.content
-    assert response.json()["changed"] is True and "Service.TriggerPollSeconds changed" in response.json()["message"]
+    answer = response.json()
+    assert answer["changed"] is True and answer["refused"] is False
+    assert "Service.TriggerPollSeconds changed" in answer["message"]
     change = SettingChange.objects.get(name="Service.TriggerPollSeconds")
     assert (change.source, change.new_value) == ("api", "9")
     assert change.changed_by.startswith("keyowner (API key ")

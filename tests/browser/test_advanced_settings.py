@@ -95,3 +95,23 @@ def test_messenger_endpoint_refused_then_applied_live(page: Page, stack: Stack) 
     assert "messenger moved from" in log and "restarting in place" not in log, log
 
     screenshot(page, "advanced-settings.png")
+
+
+def test_an_endpoint_whose_port_is_taken_is_shown_refused_and_status_stays_live(page: Page, stack: Stack) -> None:
+    login(page, stack, then=PAGE)
+    with socket.socket() as other:  # another program holds the port
+        other.bind((HOST, 0))
+        other.listen()
+        taken = f"tcp://{HOST}:{other.getsockname()[1]}"
+        save(page, ENDPOINT, taken)
+        banner = page.locator("li.message.warning")
+        expect(banner).to_contain_text(f"the service refused it: cannot listen on {taken}")
+        expect(banner).not_to_contain_text("applies it now")
+        node = page.locator(f'#nodes tr[data-node="{SERVICE_NODE}"]')
+        expect(node.locator(".tag.bad")).to_have_text("refused")
+        expect(node.locator(".apply-problem")).to_contain_text(f"cannot listen on {taken}")
+        screenshot(page, "advanced-settings-refused.png")
+
+        # The web node stays where the service really serves: the Status page is live.
+        page.goto(f"{stack.url}/administration/service")
+        expect(page.locator('[data-field="page-state"]')).to_have_text("live", timeout=15_000)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from messenger.crypto import generate_key, key_fingerprint, parse_key
 from tests.browser.conftest import ROOT, Stack, expect, login, screenshot
 from tests.processes import manage, start_daphne, stop
 
@@ -169,3 +170,27 @@ def test_the_page_reconnects_when_its_sockets_lifetime_is_over(page: Page, stack
         expect(field(page, "action-result")).to_have_class(re.compile(r"\bok\b"))
     finally:
         stop(web)
+
+
+def test_times_zone_log_filter_and_run_apart_from_pause_and_live_through_a_key_rotation(
+    page: Page, stack: Stack
+) -> None:
+    open_status(page, stack)
+    cleanup = runner_row(page, CLEANUP)
+    # Times in the one format of every page, with the zone (not the browser's locale).
+    expect(cleanup.locator("td").nth(4)).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
+    expect(field(page, "log").locator(".log-time").first).to_have_text(re.compile(r"^\d\d:\d\d:\d\d UTC$"))
+    # The debug filter says what the service keeps.
+    expect(field(page, "log-keeps")).to_contain_text("The service keeps and sends INFO and above")
+    expect(page.locator('[data-field="log-level"] option[value="DEBUG"]')).to_have_text(
+        "debug and above (none kept now)")
+    # Run and Pause stand apart.
+    run = cleanup.get_by_role("button", name="Run").bounding_box()
+    pause = cleanup.get_by_role("button", name="Pause").bounding_box()
+    assert pause["x"] - (run["x"] + run["width"]) >= 16, (run, pause)
+
+    # A key rotation: the stream goes on over the old connection for the grace (60 s), so the page stays live.
+    key = generate_key()
+    manage(stack.data_dir, "settings", "set", "Service.MessengerKey", key)
+    expect(field(page, "fingerprint")).to_have_text(key_fingerprint(parse_key(key)), timeout=15_000)
+    expect(field(page, "page-state")).to_have_text("live", timeout=5_000)

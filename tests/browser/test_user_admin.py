@@ -75,7 +75,7 @@ def test_admin_creates_a_feed_manager_who_can_then_reindex(page: Page, stack: St
     expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Users")).to_have_count(0)
     with page.expect_navigation():
         page.get_by_role("button", name="Reindex").click()
-    expect(page.locator("li.message")).to_contain_text(re.compile(rf"^Reindex of {FEED}"))
+    expect(page.locator("li.message")).to_contain_text(re.compile(rf"^Reindexing {FEED}: "))
 
 
 def test_admin_menu_reaches_api_keys_and_a_boolean_setting_is_a_checkbox(page: Page, stack: Stack) -> None:

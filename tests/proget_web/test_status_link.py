@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from messenger.config import messenger_settings
+from messenger.crypto import generate_key
 from proget_web.advanced_settings.services import setting_set
 from proget_web.status import link as status_link
 from proget_web.status.link import EVENT_EVENTS, EVENT_SNAPSHOT, ServiceLink, service_link
@@ -22,6 +23,7 @@ from tests.proget_web.test_status_consumer import (  # noqa: F401 - fixtures
     messenger_config,
     run,
     runner_state,
+    until,
 )
 
 
@@ -173,6 +175,31 @@ def test_an_endpoint_change_is_applied_live(live: tuple[Any, str]) -> None:
             assert link["address"].endswith("/moved.sock")
             assert h.service.subscribes == 2
             await old_server.close()
+
+    run(main())
+
+
+@pytestmark_db
+def test_during_a_key_rotation_the_page_stays_live(live: tuple[Any, str]) -> None:
+    """The old connection keeps the stream for the grace (60 s) while the client connects with the new key: the
+    stream still delivers, so the page says live, not "connected", for the whole grace."""
+    config, session = live
+
+    async def main() -> None:
+        async with harness(config) as h:
+            viewer = await h.viewer(session)
+            await viewer.link_state(lambda link: link["status"] == "connected" and link["subscribed"])
+            await asyncio.to_thread(setting_set, name="Service.MessengerKey", value=generate_key(), actor="test",
+                                    source="cli")
+            h.config = await asyncio.to_thread(messenger_settings)
+            h.server.set_key(h.config.key, h.config.retired_keys)  # the service applied it, the grace runs
+            link = await viewer.link_state(lambda link: link["fingerprint"] == h.config.fingerprint
+                                           and link["status"] == "connected", timeout=5)
+            assert link["subscribed"] is True, link
+            h.service.emit(h.service.log("after the rotation"))  # and the stream really delivers
+            message = await until(viewer, lambda m: m["type"] == "events" and m["events"])
+            assert message["events"][-1]["message"] == "after the rotation"
+            assert viewer.link["subscribed"] is True
 
     run(main())
 

@@ -33,13 +33,15 @@
     var date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
     return isNaN(date.getTime()) ? null : date;
   }
+  // One format on every page, as the server renders it (and feeds.js): "2026-12-04 13:34:08 UTC", never the
+  // browser's locale or zone.
   function formatTime(value) {
     var date = toDate(value);
-    return date ? date.toLocaleString() : "—";
+    return date ? date.toISOString().slice(0, 19).replace("T", " ") + " UTC" : "—";
   }
   function formatClock(value) {
     var date = toDate(value);
-    return date ? date.toLocaleTimeString() : "";
+    return date ? date.toISOString().slice(11, 19) + " UTC" : "";
   }
   function formatDuration(seconds) {
     if (typeof seconds !== "number" || !isFinite(seconds)) { return ""; }
