@@ -42,20 +42,22 @@ RESULT = "indexed 1 feed(s)"  # Feed Indexing, one feed named by the trigger
 DONE = f"reindex done: {RESULT}"
 
 # Records every distinct look of the reindex state line, with the progress bar's value and message while it shows,
-# sampled every 20 ms in the page itself from its first paint (an init script), so a short state is not missed.
+# sampled in the page itself as it is parsed and then every 20 ms (an init script), so a short state is not missed.
 RECORD_STATES = """document.addEventListener('DOMContentLoaded', () => {
   window.__states = [];
   const root = document.getElementById('feed-page');
   const field = name => root.querySelector(`[data-field="${name}"]`);
   let last = null;
-  window.__statesTimer = setInterval(() => {
+  const sample = () => {
     const bar = field('progress-bar');
     const seen = JSON.stringify(field('progress').hidden
       ? [field('reindex-state').textContent, null, '']
       : [field('reindex-state').textContent, bar.hasAttribute('value') ? bar.value : -1,
          field('progress-message').textContent]);
     if (seen !== last) { window.__states.push(seen); last = seen; }
-  }, 20);
+  };
+  sample();  // the server-drawn state: feeds.js's first poll has been sent, but its answer cannot be in yet
+  window.__statesTimer = setInterval(sample, 20);
 });"""
 
 
