@@ -144,7 +144,7 @@ def decode_envelope(data: bytes) -> tuple[Kind, int, str | None, dict | None]:
     if size == ENVELOPE_HEADER_BYTES or data[ENVELOPE_HEADER_BYTES] != _OPEN_BRACE or data[-1] != _CLOSE_BRACE:
         raise RemoteProtocolError("bad-message")
     try:
-        body = _loads(memoryview(data)[ENVELOPE_HEADER_BYTES:])
+        body = _loads(data[ENVELOPE_HEADER_BYTES:])
         if size - len(data.translate(None, _DIGITS)) > _LONGEST_EXACT_DIGITS and _has_long_digit_run(data):
             # Maybe an integer orjson made a float: decode the (already validated) text exactly.
             body = _EXACT_DECODER.decode(data[ENVELOPE_HEADER_BYTES:].decode("utf-8"))
