@@ -66,6 +66,9 @@ _DIGITS = b"0123456789"
 _LONGEST_EXACT_DIGITS = 18
 _DIGIT_RUN_TABLE = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
 _LONG_DIGIT_RUN = b"0" * (_LONGEST_EXACT_DIGITS + 1)
+# Counting the digits first spares small bodies the run search; a body this big (a status batch: several numbers per
+# event) nearly always holds that many digits in all, so counting would only add a pass over it.
+_COUNT_DIGITS_BELOW = 4096
 _EXACT_DECODER = json.JSONDecoder()
 
 
@@ -145,7 +148,8 @@ def decode_envelope(data: bytes) -> tuple[Kind, int, str | None, dict | None]:
         raise RemoteProtocolError("bad-message")
     try:
         body = _loads(data[ENVELOPE_HEADER_BYTES:])
-        if size - len(data.translate(None, _DIGITS)) > _LONGEST_EXACT_DIGITS and _has_long_digit_run(data):
+        if (size >= _COUNT_DIGITS_BELOW or size - len(data.translate(None, _DIGITS)) > _LONGEST_EXACT_DIGITS) \
+                and _has_long_digit_run(data):
             # Maybe an integer orjson made a float: decode the (already validated) text exactly.
             body = _EXACT_DECODER.decode(data[ENVELOPE_HEADER_BYTES:].decode("utf-8"))
     except (ValueError, RecursionError):  # orjson.JSONDecodeError is a ValueError
