@@ -20,4 +20,9 @@ def test_the_service_node_runs_on_uvloop_when_it_is_installed() -> None:
 
 def test_the_service_node_falls_back_to_asyncio_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop raises ImportError
-    assert loop_run(_loop_module()).startswith("asyncio")
+    policy = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(None)  # asyncio's own loop, even when PROGET_TEST_UVLOOP=1 made uvloop the default
+    try:
+        assert loop_run(_loop_module()).startswith("asyncio")
+    finally:
+        asyncio.set_event_loop_policy(policy)
