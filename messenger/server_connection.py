@@ -442,14 +442,13 @@ class ServerConnection(asyncio.Protocol):
                 stats.frames_out += 1
                 out = self._out
                 if out is None:
-                    self._out = [envelope]
-                    self._out_bytes = len(envelope)
+                    out = self._out = []
+                    self._out_bytes = 0
                     self._loop.call_soon(self._flush)
-                else:
-                    out.append(envelope)
-                    self._out_bytes += len(envelope)
-                    if self._out_bytes >= WRITE_BATCH_BYTES:
-                        self._flush()
+                out.append(envelope)
+                self._out_bytes += len(envelope)
+                if self._out_bytes >= WRITE_BATCH_BYTES:  # a big item (a full status batch) leaves at once
+                    self._flush()
             if not self._closing:
                 self._emit(_new_tuple(Cancel, (request.id,)))
         except Exception as exc:  # noqa: BLE001
