@@ -516,8 +516,8 @@ class ServerConnection(asyncio.Protocol):
         if out is None:
             return
         self._out = None
-        if self._closing or not out:
-            return
+        if self._closing or not out or self._conn.state is not _OPEN:
+            return  # closed by a protocol error (REJECT follows): what waited to be sealed is dropped
         self._write(self._conn.seal(out))
 
     def _check_output(self) -> None:

@@ -12,8 +12,9 @@ import pytest
 
 from messenger.client import MessengerClient
 from messenger.limits import MAX_REQUESTS_IN_FLIGHT, MAX_STREAMS_PER_CONNECTION
-from messenger.protocol import Cancel, ErrorReply, Reply, Request, StreamItem
-from messenger.server import RequestContext
+from messenger.protocol import REJECT, Cancel, Connection, ErrorReply, Reply, Request, Role, StreamItem
+from messenger.server import MessengerServer, RequestContext
+from messenger.server_connection import ServerConnection
 from tests.messenger.support import KEY, eventually, run
 from tests.messenger.test_server import LIMITS, expect_reject, handshake, ping, serving
 
@@ -156,5 +157,53 @@ def test_a_v2_client_falls_back_to_v1_with_a_v1_server(transport: str, tmp_path:
                     assert [item async for item in items] == [ITEM] * 50
             finally:
                 await client.close()
+
+    run(main())
+
+
+class RecordingTransport:
+    """A transport that keeps what is written (the server connection driven by hand, no socket)."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        self.closed = True
+
+    abort = close
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+
+
+def test_a_protocol_error_while_a_batch_waits_to_be_sealed_still_answers_reject() -> None:
+    """A stream's items wait (unsealed) for the end of the loop tick; a bad frame arriving first must not find the
+    connection unable to seal them: the peer gets REJECT and the transport is closed."""
+
+    async def main() -> None:
+        server = MessengerServer(key=KEY, handlers={"ping": ping}, limits=LIMITS)
+        transport = RecordingTransport()
+        server_side = ServerConnection(server)
+        server_side.connection_made(transport)  # type: ignore[arg-type]
+        client = Connection(role=Role.CLIENT, key=KEY)
+        server_side.data_received(client.initiate())
+        client.receive_data(b"".join(transport.written))
+        server_side.data_received(client.data_to_send())
+        assert server_side.authenticated
+        server_side._out = [server_side._conn.encode(StreamItem(id=1, body={"i": 1}))]  # a pump's queued item
+        server_side.data_received(b"\x00\x00\x00\x01" + bytes(40))  # a frame length below the minimum
+        assert transport.written[-1] == REJECT and transport.closed
+        assert server.stats.rejects["frame-size"] == 1
+        server_side.connection_lost(None)
 
     run(main())
