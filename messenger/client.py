@@ -30,6 +30,7 @@ from messenger.limits import (
     IDLE_TIMEOUT,
     KEEPALIVE_INTERVAL,
     KEY_UPGRADE_INTERVAL,
+    PROTOCOL_VERSION,
     RECONNECT_BACKOFF_MAX,
     RECONNECT_BACKOFF_MIN,
     REQUEST_TIMEOUT,
@@ -78,8 +79,11 @@ class MessengerClient:
         backoff_min: float = RECONNECT_BACKOFF_MIN,
         backoff_max: float = RECONNECT_BACKOFF_MAX,
         on_state_change: Callable[[ClientState], None] | None = None,
+        protocol_version: int = PROTOCOL_VERSION,
     ) -> None:
+        """`protocol_version`: the version offered first; a service that refuses it is offered v1 (older services)."""
         self._endpoint = endpoint
+        self.protocol_version = protocol_version
         self._keys = _client_keys(key, previous_keys)  # raises InvalidKey now rather than at the first call
         self._run_dir = run_dir
         self._resolver = resolver
@@ -248,7 +252,7 @@ class MessengerClient:
             async with asyncio.timeout(self.connect_timeout):
                 for tried, key in enumerate(keys, 1):
                     try:
-                        return await self._handshake(key, path, host, target), target
+                        return await self._handshake(key, path, host, target, self.protocol_version), target
                     except MessengerUnavailable as exc:
                         if tried == len(keys) or not isinstance(exc.__cause__, KeyMismatch):
                             raise
@@ -257,10 +261,11 @@ class MessengerClient:
             raise MessengerUnavailable(f"timed out connecting to {target}") from None
         raise AssertionError("unreachable: the last key's failure is raised")
 
-    async def _handshake(self, key: bytes, path: Path | None, host: str | None, target: str) -> Link:
-        """One connection and handshake with `key`; every failure is one human reason."""
+    async def _handshake(self, key: bytes, path: Path | None, host: str | None, target: str, version: int) -> Link:
+        """One connection and handshake with `key`, offering `version` (then v1, if the service refuses it at once);
+        every failure is one human reason."""
         loop = asyncio.get_running_loop()
-        link = Link(key=key, on_lost=self._link_lost)
+        link = Link(key=key, on_lost=self._link_lost, version=version)
         try:
             try:
                 if path is not None:
@@ -280,10 +285,17 @@ class MessengerClient:
         except MessengerUnavailable as exc:
             if link.key_mismatch:
                 raise MessengerUnavailable(KEY_MISMATCH) from KeyMismatch()
-            raise MessengerUnavailable(exc.reason) from None
+            if not (link.hello_rejected and version > 1):
+                raise MessengerUnavailable(exc.reason) from None
         except OSError as exc:
             raise MessengerUnavailable(f"cannot connect to {target}: {exc.strerror or exc}") from None
-        return link
+        else:
+            return link
+        # REJECT right after our ClientHello: a service that predates `version` (a downgrade an attacker could also
+        # force, but only to v1, which has every security property; v2 adds speed). Its allowlist, caps and
+        # deadlines drop a peer without REJECT, or later, so only a version refusal gets here.
+        logger.info("messenger: the service at %s refused protocol v%d; offering v1", target, version)
+        return await self._handshake(key, path, host, target, 1)
 
     def _link_lost(self, link: Link) -> None:
         if self._link is not link:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from messenger.errors import KeyMismatch, MessengerUnavailable, RemoteError, RemoteProtocolError
+from messenger.limits import PROTOCOL_VERSION
 from messenger.local_socket import peer_refusal
 from messenger.protocol import (
     Cancel,
@@ -49,9 +50,10 @@ def _retrieve(future: asyncio.Future) -> None:
 class Link(asyncio.Protocol):
     """One connection of a MessengerClient; `ready` resolves when the handshake completes."""
 
-    def __init__(self, *, key: bytes, on_lost: Callable[[Link], None]) -> None:
+    def __init__(self, *, key: bytes, on_lost: Callable[[Link], None], version: int = PROTOCOL_VERSION) -> None:
+        """`version`: the protocol version to offer; a service that does not speak it answers REJECT."""
         self._loop = asyncio.get_running_loop()
-        self._conn = Connection(role=Role.CLIENT, key=key)
+        self._conn = Connection(role=Role.CLIENT, key=key, version=version)
         self._on_lost = on_lost
         self._transport: asyncio.Transport | None = None
         self.ready: asyncio.Future[None] = self._loop.create_future()
@@ -65,6 +67,7 @@ class Link(asyncio.Protocol):
         self.streams: dict[int, StreamSink] = {}
         self.error: MessengerUnavailable | None = None  # why the link ended
         self.key_mismatch = False
+        self.hello_rejected = False  # the service answered our ClientHello with REJECT (e.g. a version it lacks)
         self.last_received = self._loop.time()
         self.last_sent = self.last_received
         # Request deadlines (id -> loop time), checked by one lazy timer instead of a timer per request.
@@ -102,6 +105,7 @@ class Link(asyncio.Protocol):
             self.fail(MessengerUnavailable(KEY_MISMATCH), cause=exc)
             return
         except RemoteProtocolError as exc:
+            self.hello_rejected = exc.reason == "rejected" and not self.ready.done()
             reason = REJECTED if exc.reason == "rejected" else f"protocol error from the service ({exc.reason})"
             self.fail(MessengerUnavailable(reason), cause=exc)
             return

@@ -3,10 +3,13 @@
 Pure constants: importing this module has no side effects and imports nothing.
 """
 
-# --- wire format (protocol v1; changing any of these is a new protocol version) ---
+# --- wire format (changing any of these is a new protocol version) ---
 
-# The only protocol version this code speaks; sent in both hellos.
-PROTOCOL_VERSION = 1
+# The newest protocol version this code speaks; a client sends it in its ClientHello and the server answers with
+# the same version if it speaks it. v2 adds batch records (several envelopes sealed as one frame).
+PROTOCOL_VERSION = 2
+# Every version this code speaks (an explicit allowlist): a v1 peer is still served, with one frame per envelope.
+PROTOCOL_VERSIONS = frozenset({1, 2})
 # Starts both hellos and REJECT, so stray traffic (HTTP, TLS, a port scan) fails on the first bytes.
 MAGIC = b"PGMS"
 # Raw key length: AES-256 and HMAC-SHA256 both want 32 bytes.
@@ -24,6 +27,11 @@ TAG_BYTES = 16
 LENGTH_PREFIX_BYTES = 4
 # Envelope header: kind(1) | id(4) | code(1).
 ENVELOPE_HEADER_BYTES = 6
+# v2 batch record: each envelope in it is preceded by its length (4 bytes, big-endian), as frames are.
+BATCH_ITEM_PREFIX_BYTES = 4
+# Envelopes in one v2 batch record: a status batch is at most 500 events and a stream pump seals what one loop
+# tick produced (a WRITE_BATCH_BYTES worth), so 4,096 is ample; it bounds the events one 1 MiB record becomes.
+MAX_BATCH_ENVELOPES = 4096
 # Smallest possible sealed frame: a tag and an empty-bodied envelope; anything shorter is junk.
 MIN_SEALED_BYTES = TAG_BYTES + ENVELOPE_HEADER_BYTES
 # Cap on one sealed frame: a status snapshot is a few KiB, so 1 MiB is ample and bounds memory per peer.

@@ -1,17 +1,19 @@
-"""The message-type allowlist and the envelope codec (the plaintext inside a frame).
+"""The message-type allowlist, the envelope codec (the plaintext inside a frame) and v2's batch records.
 
-Guarantees: only the kinds and message types of protocol v1 are encoded or decoded; bodies are
-compact UTF-8 JSON objects; anything malformed from the peer is RemoteProtocolError("bad-message").
+Guarantees: only the allowlisted kinds and message types are encoded or decoded; bodies are compact
+UTF-8 JSON objects; a batch holds 1 to MAX_BATCH_ENVELOPES whole envelopes, never another batch;
+anything malformed from the peer is RemoteProtocolError("bad-message").
 """
 
 import enum
 import json
 import struct
+from collections.abc import Sequence
 
 import orjson
 
 from messenger.errors import LocalProtocolError, RemoteProtocolError
-from messenger.limits import ENVELOPE_HEADER_BYTES
+from messenger.limits import BATCH_ITEM_PREFIX_BYTES, ENVELOPE_HEADER_BYTES, MAX_BATCH_ENVELOPES
 
 # The allowlist; a type's wire code is its position starting at 1. The order is part of v1.
 MESSAGE_TYPES: tuple[str, ...] = (
@@ -64,6 +66,9 @@ _DIGITS = b"0123456789"
 _LONGEST_EXACT_DIGITS = 18
 _DIGIT_RUN_TABLE = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
 _LONG_DIGIT_RUN = b"0" * (_LONGEST_EXACT_DIGITS + 1)
+# Counting the digits first spares small bodies the run search; a body this big (a status batch: several numbers per
+# event) nearly always holds that many digits in all, so counting would only add a pass over it.
+_COUNT_DIGITS_BELOW = 4096
 _EXACT_DECODER = json.JSONDecoder()
 
 
@@ -142,8 +147,9 @@ def decode_envelope(data: bytes) -> tuple[Kind, int, str | None, dict | None]:
     if size == ENVELOPE_HEADER_BYTES or data[ENVELOPE_HEADER_BYTES] != _OPEN_BRACE or data[-1] != _CLOSE_BRACE:
         raise RemoteProtocolError("bad-message")
     try:
-        body = _loads(memoryview(data)[ENVELOPE_HEADER_BYTES:])
-        if size - len(data.translate(None, _DIGITS)) > _LONGEST_EXACT_DIGITS and _has_long_digit_run(data):
+        body = _loads(data[ENVELOPE_HEADER_BYTES:])
+        if (size >= _COUNT_DIGITS_BELOW or size - len(data.translate(None, _DIGITS)) > _LONGEST_EXACT_DIGITS) \
+                and _has_long_digit_run(data):
             # Maybe an integer orjson made a float: decode the (already validated) text exactly.
             body = _EXACT_DECODER.decode(data[ENVELOPE_HEADER_BYTES:].decode("utf-8"))
     except (ValueError, RecursionError):  # orjson.JSONDecodeError is a ValueError
@@ -155,3 +161,46 @@ def decode_envelope(data: bytes) -> tuple[Kind, int, str | None, dict | None]:
 
 def _has_long_digit_run(data: bytes) -> bool:
     return _LONG_DIGIT_RUN in data.translate(_DIGIT_RUN_TABLE)
+
+
+# A v2 batch record's plaintext: the header kind=BATCH_KIND | id=count of envelopes | code 0, then each envelope
+# after its 4-byte length. Not a Kind: it carries envelopes rather than a message, and v1's decoder (which knows
+# only the kinds above) refuses it as "bad-message", so a v1 peer never acts on one.
+BATCH_KIND = 8
+
+
+def encode_batch(envelopes: Sequence[bytes]) -> bytes:
+    """The plaintext of one batch record holding `envelopes` (encoded, checked; 1 to MAX_BATCH_ENVELOPES)."""
+    if not 1 <= len(envelopes) <= MAX_BATCH_ENVELOPES:
+        raise LocalProtocolError(f"a batch holds 1 to {MAX_BATCH_ENVELOPES} envelopes, not {len(envelopes)}")
+    parts = [_pack_header(BATCH_KIND, len(envelopes), 0)]
+    for envelope in envelopes:
+        parts.append(len(envelope).to_bytes(BATCH_ITEM_PREFIX_BYTES, "big"))
+        parts.append(envelope)
+    return b"".join(parts)
+
+
+def split_batch(data: bytes) -> list[bytes]:
+    """The envelopes of a batch record's plaintext (`data` starts with BATCH_KIND), still to be decoded.
+
+    RemoteProtocolError("bad-message") for an empty batch, a count above MAX_BATCH_ENVELOPES or other than the
+    envelopes present, or a truncated envelope.
+    """
+    size = len(data)
+    if size < ENVELOPE_HEADER_BYTES:
+        raise RemoteProtocolError("bad-message")
+    _kind, count, code = _unpack_header(data)
+    if code or not 1 <= count <= MAX_BATCH_ENVELOPES:
+        raise RemoteProtocolError("bad-message")
+    envelopes = []
+    pos = ENVELOPE_HEADER_BYTES
+    for _ in range(count):
+        start = pos + BATCH_ITEM_PREFIX_BYTES
+        end = start + int.from_bytes(data[pos:start], "big")
+        if start > size or end > size:
+            raise RemoteProtocolError("bad-message")
+        envelopes.append(data[start:end])
+        pos = end
+    if pos != size:
+        raise RemoteProtocolError("bad-message")
+    return envelopes

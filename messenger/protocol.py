@@ -1,14 +1,15 @@
 """The sans-IO messenger connection: handshake state machine and frame codec (bytes in, events out).
 
 No networking here (like h11): the asyncio adapters feed received bytes to `receive_data` and write
-what `initiate`, `data_to_send`, `send_*` and `reject` return. Guarantees: no event but
-HandshakeComplete before the peer proved the key; every frame is authenticated, in order and in
-its own direction; the first violation closes the connection for good.
+what `initiate`, `data_to_send`, `send_*`, `send_batch`/`seal` and `reject` return. Guarantees: no event
+but HandshakeComplete before the peer proved the key; every frame is authenticated, in order and in
+its own direction; the first violation closes the connection for good. Protocol v2 (negotiated in the
+hellos' version byte) seals several envelopes as one batch record; a v1 peer gets one frame per envelope.
 """
 
 import enum
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import FrozenInstanceError
 from operator import itemgetter
 from typing import Any, Self
@@ -16,23 +17,37 @@ from typing import Any, Self
 from messenger import crypto
 from messenger.errors import InvalidKey, KeyMismatch, LocalProtocolError, RemoteProtocolError
 from messenger.limits import (
+    BATCH_ITEM_PREFIX_BYTES,
+    ENVELOPE_HEADER_BYTES,
     KEY_BYTES,
     KEY_HINT_BYTES,
     LENGTH_PREFIX_BYTES,
     MAGIC,
+    MAX_BATCH_ENVELOPES,
     MAX_FRAME_BYTES,
     MIN_SEALED_BYTES,
     NONCE_BYTES,
     PROOF_BYTES,
     PROTOCOL_VERSION,
+    PROTOCOL_VERSIONS,
     TAG_BYTES,
 )
-from messenger.messages import REQUEST_CODES, Kind, decode_envelope, encode_envelope, encode_with_body
+from messenger.messages import (
+    BATCH_KIND,
+    REQUEST_CODES,
+    Kind,
+    decode_envelope,
+    encode_batch,
+    encode_envelope,
+    encode_with_body,
+    split_batch,
+)
 
 # The one uniform wire error: MAGIC then four zero bytes (version 0, which no hello carries).
 REJECT = MAGIC + bytes(4)
-_VERSION = bytes([PROTOCOL_VERSION])
-_HELLO_HEAD_BYTES = len(MAGIC) + len(_VERSION)
+_HELLO_HEAD_BYTES = len(MAGIC) + 1  # MAGIC | version
+# A batch record's own bytes: the tag, the batch header; each envelope adds its length prefix.
+_RECORD_BASE_BYTES = TAG_BYTES + ENVELOPE_HEADER_BYTES
 CLIENT_HELLO_BYTES = _HELLO_HEAD_BYTES + NONCE_BYTES
 SERVER_HELLO_BYTES = _HELLO_HEAD_BYTES + NONCE_BYTES + PROOF_BYTES
 CLIENT_FINISH_BYTES = PROOF_BYTES
@@ -195,8 +210,15 @@ class Connection:
         key: bytes,
         previous_keys: Sequence[bytes] = (),
         random: Callable[[int], bytes] = os.urandom,
+        version: int = PROTOCOL_VERSION,
     ) -> None:
-        """`previous_keys` (SERVER only): retired keys still accepted, from a client whose key hint names one."""
+        """`previous_keys` (SERVER only): retired keys still accepted, from a client whose key hint names one.
+
+        `version`: the newest protocol version to speak. A client offers exactly it (and is refused by a server
+        that does not speak it); a server speaks every known version up to it, answering in the client's.
+        """
+        if version not in PROTOCOL_VERSIONS:
+            raise LocalProtocolError(f"unknown protocol version {version!r}")
         for raw in (key, *previous_keys):
             if len(raw) != KEY_BYTES:
                 raise InvalidKey(f"the messenger key must be {KEY_BYTES} raw bytes (see crypto.parse_key)")
@@ -219,6 +241,9 @@ class Connection:
         self._sealer: crypto.Sealer | None = None
         self._opener: crypto.Opener | None = None
         self._error: RemoteProtocolError | None = None
+        self._max_version = version
+        self.version: int | None = None  # the negotiated version, once the hellos agreed on one
+        self._batches = False  # v2: batch records may be sent and received
 
     # --- handshake ---
 
@@ -227,7 +252,7 @@ class Connection:
         if self._stage is not _Stage.NEW:
             raise LocalProtocolError("initiate() is for a new client connection only")
         random_part = self._nonce(NONCE_BYTES - KEY_HINT_BYTES)
-        self._client_hello = MAGIC + _VERSION + random_part + crypto.key_hint(self._key, random_part)
+        self._client_hello = MAGIC + bytes([self._max_version]) + random_part + crypto.key_hint(self._key, random_part)
         self._stage = _Stage.AWAIT_SERVER_HELLO
         return self._client_hello
 
@@ -295,7 +320,10 @@ class Connection:
         length = int.from_bytes(data[:LENGTH_PREFIX_BYTES], "big")
         if length == size - LENGTH_PREFIX_BYTES and MIN_SEALED_BYTES <= length <= MAX_FRAME_BYTES:
             # The common case: exactly one whole frame.
-            return [self._open_frame(data[:LENGTH_PREFIX_BYTES], data[LENGTH_PREFIX_BYTES:])]
+            plaintext = self._opener.open(data[:LENGTH_PREFIX_BYTES], data[LENGTH_PREFIX_BYTES:])  # type: ignore[union-attr]
+            if plaintext[0] != BATCH_KIND:
+                return [self._event(plaintext)]
+            return self._batch_events(plaintext)
         view = memoryview(data)  # frames are sliced without copying
         events: list[Event] = []
         pos = 0
@@ -304,7 +332,7 @@ class Connection:
             end = body_start + _frame_length(data[pos:body_start])
             if end > size:
                 break
-            events.append(self._open_frame(view[pos:body_start], view[body_start:end]))
+            self._open_into(events, view[pos:body_start], view[body_start:end])
             pos = end
         if pos < size:
             self._buffer += view[pos:]
@@ -328,7 +356,7 @@ class Connection:
                     if end is None:
                         break
                     body_start = pos + LENGTH_PREFIX_BYTES
-                    events.append(self._open_frame(buffer[pos:body_start], buffer[body_start:end]))
+                    self._open_into(events, buffer[pos:body_start], buffer[body_start:end])
                 else:
                     end = self._receive_handshake(buffer, pos, events)
                     if end is None:
@@ -348,8 +376,22 @@ class Connection:
         end = pos + LENGTH_PREFIX_BYTES + _frame_length(buffer[pos : pos + LENGTH_PREFIX_BYTES])
         return end if end <= len(buffer) else None
 
-    def _open_frame(self, header: bytes, sealed: bytes) -> Event:
-        kind, id, type, body = decode_envelope(self._opener.open(header, sealed))  # type: ignore[union-attr]
+    def _open_into(self, events: list[Event], header: bytes, sealed: bytes) -> None:
+        """Open one frame and add its event (or a batch record's events) to `events`."""
+        plaintext = self._opener.open(header, sealed)  # type: ignore[union-attr]
+        if plaintext[0] != BATCH_KIND:
+            events.append(self._event(plaintext))
+        else:
+            events += self._batch_events(plaintext)
+
+    def _batch_events(self, plaintext: bytes) -> list[Event]:
+        """The events of a batch record, in order; a v1 connection refuses it as it refuses any unknown kind."""
+        if not self._batches:
+            raise RemoteProtocolError("bad-message")
+        return [self._event(envelope) for envelope in split_batch(plaintext)]
+
+    def _event(self, plaintext: bytes) -> Event:
+        kind, id, type, body = decode_envelope(plaintext)
         if kind not in self._receives:  # a kind only our own role sends
             raise RemoteProtocolError("bad-message")
         if kind is _REPLY:
@@ -372,7 +414,7 @@ class Connection:
                 return None
             end = pos + CLIENT_FINISH_BYTES
             self._on_client_finish(bytes(buffer[pos:end]))
-            events.append(HandshakeComplete(version=PROTOCOL_VERSION))
+            events.append(HandshakeComplete(version=self.version))
             return end
         # Both hellos start MAGIC | version: check them as they arrive, not after the whole hello.
         self._check_hello_head(bytes(buffer[pos : pos + _HELLO_HEAD_BYTES]))
@@ -386,13 +428,20 @@ class Connection:
             return None
         end = pos + SERVER_HELLO_BYTES
         self._on_server_hello(bytes(buffer[pos:end]))
-        events.append(HandshakeComplete(version=PROTOCOL_VERSION))
+        events.append(HandshakeComplete(version=self.version))
         return end
 
     def _check_hello_head(self, head: bytes) -> None:
         if head[: len(MAGIC)] != MAGIC[: len(head)]:
             raise RemoteProtocolError("bad-magic")
-        if len(head) == _HELLO_HEAD_BYTES and head[-1] != PROTOCOL_VERSION:
+        if len(head) < _HELLO_HEAD_BYTES:
+            return
+        version = head[-1]
+        if self._role is Role.CLIENT:  # the server must answer in the version we offered
+            spoken = version == self._max_version
+        else:
+            spoken = version in PROTOCOL_VERSIONS and version <= self._max_version
+        if not spoken:
             if self._role is Role.CLIENT and head == REJECT[:_HELLO_HEAD_BYTES]:
                 raise RemoteProtocolError("rejected")
             raise RemoteProtocolError("unknown-version")
@@ -400,7 +449,8 @@ class Connection:
     def _on_client_hello(self, hello: bytes) -> None:
         if self._previous_keys:
             self._key = self._hinted_key(hello[_HELLO_HEAD_BYTES:])
-        server_head = MAGIC + _VERSION + self._nonce(NONCE_BYTES)
+        self.version = hello[len(MAGIC)]  # checked by _check_hello_head: one this server speaks
+        server_head = MAGIC + bytes([self.version]) + self._nonce(NONCE_BYTES)
         keys = crypto.derive_session_keys(self._key, hello[_HELLO_HEAD_BYTES:], server_head[_HELLO_HEAD_BYTES:])
         transcript = hello + server_head
         self._outgoing += server_head + crypto.proof(keys.server_proof, b"server", transcript)
@@ -424,6 +474,7 @@ class Connection:
         if not crypto.proofs_equal(hello[len(server_head) :], expected):
             raise KeyMismatch()
         self._outgoing += crypto.proof(keys.client_proof, b"client", transcript)
+        self.version = self._max_version
         self._start_frames(send_key=keys.c2s, receive_key=keys.s2c)
 
     def _start_frames(self, *, send_key: bytes, receive_key: bytes) -> None:
@@ -431,6 +482,7 @@ class Connection:
         self._opener = crypto.Opener(receive_key)
         self._stage = _Stage.DONE
         self.state = State.OPEN
+        self._batches = self.version is not None and self.version >= 2
         self._session_keys = None
         self._expected_client_proof = b""
 
@@ -494,18 +546,90 @@ class Connection:
     def send_keepalive_ack(self) -> bytes:
         return self._send(Kind.KEEPALIVE_ACK, 0, None, None)
 
-    def _send(self, kind: Kind, id: int, type: str | None, body: dict | None) -> bytes:
+    def send_batch(self, events: Iterable[Event]) -> bytes:
+        """The bytes that send `events` in order: v2 seals them into as few batch records as fit, v1 one frame each."""
+        return self.seal([self.encode(event) for event in events])
+
+    def encode(self, event: Event) -> bytes:
+        """The checked envelope of one event to send (not HandshakeComplete), for `seal`; nothing is sent yet.
+
+        Raises LocalProtocolError as the send_* methods do (wrong role or state, not JSON, too big).
+        """
+        kind = type(event)
+        if kind is StreamItem and self._sealer is not None and self._role is Role.SERVER:  # the stream pump's hot path
+            return _fits(_STREAM, encode_with_body(_STREAM, event[0], 0, event[1]))
+        fields = _ENVELOPE_FIELDS.get(kind)
+        if fields is None:
+            raise LocalProtocolError(f"cannot send {event!r}")
+        wire_kind, id, type_, body = fields(event)
+        self._check_send(wire_kind)
+        return _fits(wire_kind, encode_envelope(wire_kind, id, type_, body))
+
+    def seal(self, envelopes: Sequence[bytes]) -> bytes:
+        """Seal envelopes from `encode`, in order: v2 packs them into as few batch records as fit (each under
+        MAX_FRAME_BYTES and MAX_BATCH_ENVELOPES); v1, or a lone envelope, gets one plain frame each."""
+        if len(envelopes) == 1:
+            return self._seal_envelope(envelopes[0])
+        if not envelopes:
+            return b""
+        if not self._batches:
+            return b"".join([self._seal_envelope(envelope) for envelope in envelopes])
+        records = []
+        group: list[bytes] = []
+        size = _RECORD_BASE_BYTES
+        for envelope in envelopes:
+            cost = BATCH_ITEM_PREFIX_BYTES + len(envelope)
+            if group and (size + cost > MAX_FRAME_BYTES or len(group) == MAX_BATCH_ENVELOPES):
+                records.append(self._seal_group(group))
+                group, size = [], _RECORD_BASE_BYTES
+            group.append(envelope)
+            size += cost
+        records.append(self._seal_group(group))
+        return b"".join(records)
+
+    def _seal_group(self, group: list[bytes]) -> bytes:
+        return self._seal_envelope(group[0] if len(group) == 1 else encode_batch(group))
+
+    def _seal_envelope(self, envelope: bytes) -> bytes:
+        if self._sealer is None:
+            raise LocalProtocolError(f"cannot send: the connection is {self.state.value}")
+        return self._seal_checked(envelope)
+
+    def _check_send(self, kind: Kind) -> None:
         if self._sealer is None:  # it exists exactly while OPEN
             raise LocalProtocolError(f"cannot send {kind.name}: the connection is {self.state.value}")
         if kind not in self._sends:
             raise LocalProtocolError(f"a {self._role.value} does not send {kind.name}")
+
+    def _send(self, kind: Kind, id: int, type: str | None, body: dict | None) -> bytes:
+        self._check_send(kind)
         return self._seal(kind, encode_envelope(kind, id, type, body))
 
     def _seal(self, kind: Kind, envelope: bytes) -> bytes:
-        if len(envelope) + TAG_BYTES > MAX_FRAME_BYTES:
-            raise LocalProtocolError(f"{kind.name} of {len(envelope) + TAG_BYTES} bytes exceeds MAX_FRAME_BYTES")
+        return self._seal_checked(_fits(kind, envelope))
+
+    def _seal_checked(self, envelope: bytes) -> bytes:
         try:
             return self._sealer.seal_frame(envelope)  # type: ignore[union-attr]
         except LocalProtocolError:  # nonce counter exhausted: this connection is done
             self._close()
             raise
+
+
+def _fits(kind: Kind, envelope: bytes) -> bytes:
+    """`envelope`, unless sealing it alone would exceed MAX_FRAME_BYTES (LocalProtocolError)."""
+    if len(envelope) + TAG_BYTES > MAX_FRAME_BYTES:
+        raise LocalProtocolError(f"{kind.name} of {len(envelope) + TAG_BYTES} bytes exceeds MAX_FRAME_BYTES")
+    return envelope
+
+
+# How each sendable event becomes an envelope: (kind, id, message type, body).
+_ENVELOPE_FIELDS: dict[type, Callable[[Any], tuple[Kind, int, str | None, dict | None]]] = {
+    Request: lambda event: (Kind.REQUEST, event[0], event[1], event[2]),
+    Reply: lambda event: (Kind.REPLY, event[0], None, event[1]),
+    ErrorReply: lambda event: (Kind.ERROR, event[0], None, {"error": event[1]}),
+    StreamItem: lambda event: (Kind.STREAM, event[0], None, event[1]),
+    Cancel: lambda event: (Kind.CANCEL, event[0], None, None),
+    Keepalive: lambda event: (Kind.KEEPALIVE, 0, None, None),
+    KeepaliveAck: lambda event: (Kind.KEEPALIVE_ACK, 0, None, None),
+}

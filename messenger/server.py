@@ -27,7 +27,7 @@ from messenger.crypto import RetiredKey
 from messenger.endpoint import Endpoint, socket_path
 from messenger.errors import MessengerError
 from messenger.fair import FairSlots
-from messenger.limits import REJECT_LOG_MAX_KEYS
+from messenger.limits import PROTOCOL_VERSION, REJECT_LOG_MAX_KEYS
 from messenger.local_socket import run_dir_secure
 from messenger.protocol import Connection, Role
 from messenger.server_connection import Handler, RequestContext, ServerConnection, ServerStats, StreamHandler
@@ -83,8 +83,11 @@ class MessengerServer:
         stream_handlers: Mapping[str, StreamHandler] = _NO_STREAMS,
         allowed_ips: Sequence[IPNetwork] = (),
         limits: ServerLimits = ServerLimits(),  # noqa: B008 - frozen, so sharing the default is safe
+        protocol_version: int = PROTOCOL_VERSION,
     ) -> None:
+        """`protocol_version`: the newest version served (every older one is served too)."""
         self.key = key
+        self.protocol_version = protocol_version
         self.previous_keys: tuple[RetiredKey, ...] = ()
         self.accepted_previous: tuple[bytes, ...] = ()  # the raw keys of previous_keys, for each new Connection
         self._grace_timer: asyncio.TimerHandle | None = None

@@ -2,7 +2,8 @@
 
 `data_received` only feeds the parser, writes what it queued and dispatches the events (uvicorn's
 h11_impl). Deadlines are loop.call_at timers, not tasks; handlers that finish without suspending
-are answered inline, without a task.
+are answered inline, without a task. What one loop tick sends (a stream's ready items, the replies to
+one read) is sealed together: one batch record for a v2 peer, one frame per envelope for a v1 peer.
 """
 
 from __future__ import annotations
@@ -20,15 +21,20 @@ from messenger.errors import LocalProtocolError, RemoteProtocolError
 from messenger.protocol import (
     Cancel,
     Connection,
+    ErrorReply,
     HandshakeComplete,
     Keepalive,
+    KeepaliveAck,
+    Reply,
     Request,
     Role,
     State,
+    StreamItem,
 )
 from messenger.server_log import failure_text
 
 _OPEN = State.OPEN
+_KEEPALIVE_ACK = KeepaliveAck()
 
 if TYPE_CHECKING:
     from messenger.server import MessengerServer
@@ -37,9 +43,10 @@ logger = logging.getLogger(__name__)
 
 # An ERROR reply carries at most this much of a handler's exception: enough to say what went wrong.
 MAX_ERROR_MESSAGE_CHARS = 200
-# Frames queued by a stream pump (or by one data_received) are written together at the end of the loop
-# tick, or as soon as this many bytes are queued: one transport write per batch, not per frame, while
-# the batch stays well below the transport's high-water mark (64 KiB), so flow control still bites early.
+# Envelopes queued by a stream pump (or by one data_received) are sealed and written together at the end of the
+# loop tick, or as soon as this many bytes are queued: one seal (v2) and one transport write per batch, not per
+# envelope, while the batch stays well below the transport's high-water mark (64 KiB), so flow control still
+# bites early.
 WRITE_BATCH_BYTES = 16 * 1024
 
 
@@ -97,7 +104,8 @@ class ServerConnection(asyncio.Protocol):
         self._stats = server.stats
         self._limits = server.limits
         self._loop = asyncio.get_running_loop()
-        self._conn = Connection(role=Role.SERVER, key=server.key, previous_keys=server.accepted_previous)
+        self._conn = Connection(role=Role.SERVER, key=server.key, previous_keys=server.accepted_previous,
+                                version=server.protocol_version)
         self._transport: asyncio.Transport | None = None
         self.peer = "unix"
         self.peer_ip: str | None = None  # None for Unix sockets: local peers, no allowlist
@@ -116,7 +124,7 @@ class ServerConnection(asyncio.Protocol):
         self._idle_deadline = 0.0
         self._last_frame = 0.0
         self._drained: asyncio.Future[None] | None = None  # set while the transport's buffer is full
-        self._out: list[bytes] | None = None  # frames queued for one write (see WRITE_BATCH_BYTES), in order
+        self._out: list[bytes] | None = None  # envelopes queued for one seal and write (WRITE_BATCH_BYTES), in order
         self._out_bytes = 0
         # Events held back while max_requests_in_flight requests run (reading is paused meanwhile), in order.
         self._backlog: deque[object] = deque()
@@ -315,7 +323,7 @@ class ServerConnection(asyncio.Protocol):
             if not self._retiring:  # a retired key gets nothing new run
                 self._on_request(event)  # type: ignore[arg-type]
         elif kind is Keepalive:
-            self._send(self._conn.send_keepalive_ack())
+            self._emit(_KEEPALIVE_ACK)
         elif kind is Cancel:
             task = self._streams.pop(event.id, None)  # type: ignore[attr-defined]
             if task is not None:
@@ -407,17 +415,17 @@ class ServerConnection(asyncio.Protocol):
         except Exception as exc:  # noqa: BLE001
             self._handler_failed(request, exc)
             return
-        self._send(self._conn.send_reply(id=request.id, body={"subscribed": True}))
+        self._emit(_new_tuple(Reply, (request.id, {"subscribed": True})))
         self._streams[request.id] = self._spawn(self._pump(request, items))
 
     async def _pump(self, request: Request, items: AsyncIterator[dict]) -> None:
-        """Send one STREAM frame per item until CANCEL, disconnect, or the end (then CANCEL from us).
+        """Send one STREAM envelope per item until CANCEL, disconnect, or the end (then CANCEL from us).
 
-        Frames are queued and written in batches (see WRITE_BATCH_BYTES); a batch is written at the
-        latest when this task yields to the loop, so a slow item source never holds frames back.
-        Each item, the first (a snapshot) included, is only asked for once the peer takes what was written.
+        Every item ready without waiting is queued; the queue is sealed and written in batches (see
+        WRITE_BATCH_BYTES), at the latest when this task yields to the loop, so a slow item source never holds
+        items back. Each item, the first (a snapshot) included, is only asked for once the peer takes what was written.
         """
-        send_stream, id, stats = self._conn.send_stream, request.id, self._stats
+        encode, id, stats = self._conn.encode, request.id, self._stats
         try:
             while True:
                 while (drained := self._drained) is not None and not self._closing:
@@ -430,21 +438,19 @@ class ServerConnection(asyncio.Protocol):
                     break
                 if self._closing:
                     return
-                frame = send_stream(id=id, body=item)
+                envelope = encode(_new_tuple(StreamItem, (id, item)))
                 stats.frames_out += 1
-                stats.bytes_out += len(frame)
                 out = self._out
                 if out is None:
-                    self._out = [frame]
-                    self._out_bytes = len(frame)
+                    out = self._out = []
+                    self._out_bytes = 0
                     self._loop.call_soon(self._flush)
-                else:
-                    out.append(frame)
-                    self._out_bytes += len(frame)
-                    if self._out_bytes >= WRITE_BATCH_BYTES:
-                        self._flush()
+                out.append(envelope)
+                self._out_bytes += len(envelope)
+                if self._out_bytes >= WRITE_BATCH_BYTES:  # a big item (a full status batch) leaves at once
+                    self._flush()
             if not self._closing:
-                self._send(self._conn.send_cancel(id=request.id))
+                self._emit(_new_tuple(Cancel, (request.id,)))
         except Exception as exc:  # noqa: BLE001
             self._handler_failed(request, exc)
         finally:
@@ -465,52 +471,54 @@ class ServerConnection(asyncio.Protocol):
         if self._closing:
             return
         try:
-            frame = self._conn.send_reply(id=request.id, body=body)
+            if self._out is None:  # the round trip's path: sealed and written at once
+                frame = self._conn.send_reply(id=request.id, body=body)
+            else:
+                self._emit(_new_tuple(Reply, (request.id, body)))
+                return
         except LocalProtocolError as exc:  # not a dict, not JSON, too big: the handler's bug
             self._handler_failed(request, exc)
             return
-        self._send(frame)
+        self._stats.frames_out += 1
+        self._write(frame)
 
     def _send_error(self, id: int, message: str) -> None:
-        if not self._closing:
-            self._send(self._conn.send_error(id=id, message=message))
+        self._emit(_new_tuple(ErrorReply, (id, message)))
 
     def _handler_failed(self, request: Request, exc: BaseException) -> None:
         logger.error("messenger: %s handler failed for %s: %s", request.type, self.peer, failure_text(exc))
         text = str(exc) or exc.__class__.__name__
         self._send_error(request.id, text[:MAX_ERROR_MESSAGE_CHARS])
 
-    def _send(self, frame: bytes) -> None:
+    def _emit(self, event: object) -> None:
+        """Send one event: queued behind the batch being collected, else sealed and written at once."""
         if self._closing:
             return
+        envelope = self._conn.encode(event)  # type: ignore[arg-type]
         self._stats.frames_out += 1
-        self._write(frame)
-
-    def _write(self, data: bytes) -> None:
-        self._stats.bytes_out += len(data)
         out = self._out
         if out is None:
-            self._transport.write(data)  # type: ignore[union-attr]
-            if self._drained is not None:
-                self._check_output()
-        else:  # frames are queued: this one goes after them (the peer opens frames in sealing order)
-            out.append(data)
-            self._out_bytes += len(data)
+            self._write(self._conn.seal((envelope,)))
+        else:  # after the queued ones: the peer opens envelopes in sealing order
+            out.append(envelope)
+            self._out_bytes += len(envelope)
+
+    def _write(self, data: bytes) -> None:
+        """Write bytes already sealed (or handshake bytes); nothing may be queued (see _flush)."""
+        self._stats.bytes_out += len(data)
+        self._transport.write(data)  # type: ignore[union-attr]
+        if self._drained is not None:
+            self._check_output()
 
     def _flush(self) -> None:
-        """Write the queued frames (if the connection is still up) in one transport write."""
+        """Seal the queued envelopes (if the connection is still up) and write them in one transport write."""
         out = self._out
         if out is None:
             return
         self._out = None
-        if self._closing or not out:
-            return
-        if len(out) == 1:
-            self._transport.write(out[0])  # type: ignore[union-attr]
-        else:
-            self._transport.write(b"".join(out))  # type: ignore[union-attr]
-        if self._drained is not None:
-            self._check_output()
+        if self._closing or not out or self._conn.state is not _OPEN:
+            return  # closed by a protocol error (REJECT follows): what waited to be sealed is dropped
+        self._write(self._conn.seal(out))
 
     def _check_output(self) -> None:
         """Writing is paused (the peer is slow): disconnect it once it lets more than max_output_bytes pile up."""

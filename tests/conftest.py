@@ -13,6 +13,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+# PROGET_TEST_UVLOOP=1: every asyncio.run of the tests runs on uvloop (the service node's loop when installed).
+if os.environ.get("PROGET_TEST_UVLOOP") == "1":
+    import asyncio
+
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
 # A test Redis database number of its own: flushed before and after each module that uses it.
 TEST_REDIS_DB = 15
 

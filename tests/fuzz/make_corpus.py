@@ -25,8 +25,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from messenger.messages import MESSAGE_TYPES, Kind, encode_envelope  # noqa: E402
-from messenger.protocol import REJECT  # noqa: E402
+from messenger import crypto  # noqa: E402
+from messenger.messages import MESSAGE_TYPES, Kind, encode_batch, encode_envelope  # noqa: E402
+from messenger.protocol import REJECT, Request, StreamItem  # noqa: E402
 from tests.feeds.builders import metadata_text  # noqa: E402
 from tests.fuzz.support import (  # noqa: E402
     CORPUS,
@@ -36,6 +37,7 @@ from tests.fuzz.support import (  # noqa: E402
     client_hello_head,
     new_server,
     open_pair,
+    session_keys,
 )
 
 BODY = {"n": 1, "text": "h\u00e9llo \u2603", "big": 2**70, "nested": {"list": [1, 2.5, None, True, "x"]}}
@@ -58,6 +60,12 @@ def frames() -> dict[str, bytes]:
     stream = server.send_stream(id=3, body={"i": 0}) + server.send_stream(id=3, body={"i": 1})
     stream += server.send_cancel(id=3)
     keepalives = server.send_keepalive() + server.send_keepalive_ack()
+    batch = server.send_batch([StreamItem(id=3, body={"i": i}) for i in range(2, 5)])
+    requests = client.send_batch([Request(id=i, type="ping", body={"n": i}) for i in range(20, 23)])
+    # An authentic batch record holding no envelope, sealed as the frame after `ping` (counter 1).
+    sealer = crypto.Sealer(session_keys().c2s)
+    sealer.seal_frame(b"ping")
+    empty = sealer.seal_frame(bytes([8, 0, 0, 0, 0, 0]))
     return {
         "frames-to-server/ping.bin": ping,
         "frames-to-server/every-type.bin": ping + every_type,
@@ -74,11 +82,15 @@ def frames() -> dict[str, bytes]:
         "frames-to-client/keepalives.bin": reply + error + stream + keepalives,
         "frames-to-client/reject.bin": REJECT,
         "frames-to-client/reflected.bin": ping,
+        "frames-to-client/batch.bin": reply + error + stream + keepalives + batch,
+        "frames-to-server/batch.bin": ping + every_type + controls + requests,
+        "frames-to-server/batch-empty.bin": ping + empty,
     }
 
 
 def handshakes() -> dict[str, bytes]:
     hello, finish = client_flight()
+    hello_v1, finish_v1 = client_flight(version=1)
     client, _ = open_pair()
     ping = client.send_request(id=1, type="ping", body={"n": 1})
     server = new_server()
@@ -89,7 +101,8 @@ def handshakes() -> dict[str, bytes]:
         "handshake-server/client-flight.bin": hello + finish,
         "handshake-server/client-flight-and-ping.bin": hello + finish + ping,
         "handshake-server/wrong-proof.bin": hello + flip(finish, 0),
-        "handshake-server/version-2.bin": client_hello_head()[:4] + b"\x02" + hello[5:],
+        "handshake-server/client-flight-v1.bin": hello_v1 + finish_v1,
+        "handshake-server/version-3.bin": client_hello_head()[:4] + b"\x03" + hello[5:],
         "handshake-server/http.bin": b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
         "handshake-server/tls.bin": bytes.fromhex("160301006a0100006603035b"),
         "handshake-server/reject.bin": REJECT,
@@ -103,6 +116,8 @@ def handshakes() -> dict[str, bytes]:
 
 def envelopes() -> dict[str, bytes]:
     return {
+        "envelopes/batch.bin": encode_batch([encode_envelope(Kind.STREAM, 5, None, {"i": 1}),
+                                             encode_envelope(Kind.CANCEL, 5, None, None)]),
         "envelopes/request-ping.bin": encode_envelope(Kind.REQUEST, 1, "ping", {}),
         "envelopes/request-body.bin": encode_envelope(Kind.REQUEST, 2, "status.snapshot", BODY),
         "envelopes/reply.bin": encode_envelope(Kind.REPLY, 3, None, BODY),

@@ -50,9 +50,9 @@ def session_keys() -> crypto.SessionKeys:
                                       bytes([SERVER_NONCE_BYTE]) * NONCE_BYTES)
 
 
-def client_flight() -> tuple[bytes, bytes]:
+def client_flight(*, version: int = PROTOCOL_VERSION) -> tuple[bytes, bytes]:
     """(ClientHello, ClientFinish) of the fixed client against a fixed-nonce server: a valid whole client handshake."""
-    client = Connection(role=Role.CLIENT, key=KEY, random=fixed_random(CLIENT_NONCE_BYTE))
+    client = Connection(role=Role.CLIENT, key=KEY, random=fixed_random(CLIENT_NONCE_BYTE), version=version)
     server = new_server()
     hello = client.initiate()
     server.receive_data(hello)

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from feeds.metadata import MetadataError, PackageMetadata, metadata_read
 from messenger import crypto
 from messenger.errors import RemoteProtocolError
-from messenger.limits import MAX_FRAME_BYTES, TAG_BYTES
-from messenger.messages import MESSAGE_TYPES, Kind, decode_envelope, encode_envelope
+from messenger.limits import MAX_FRAME_BYTES, PROTOCOL_VERSION, PROTOCOL_VERSIONS, TAG_BYTES
+from messenger.messages import BATCH_KIND, MESSAGE_TYPES, Kind, decode_envelope, encode_envelope, split_batch
 from messenger.protocol import (
     SERVER_HELLO_BYTES,
     Cancel,
@@ -139,7 +139,7 @@ def server_handshaking(data: bytes, *, cuts: Iterable[int] = ()) -> Outcome:
             sent += server.data_to_send()
     assert sent == b"" or len(sent) == SERVER_HELLO_BYTES, len(sent)  # at most one ServerHello, never partial
     if events:
-        assert events[0] == HandshakeComplete(version=1), events[0]
+        assert type(events[0]) is HandshakeComplete and events[0].version in PROTOCOL_VERSIONS, events[0]
         for event in events[1:]:
             check_event(event, Role.SERVER)
     if error is not None:
@@ -156,7 +156,7 @@ def client_handshaking(data: bytes, *, cuts: Iterable[int] = ()) -> Outcome:
     client.initiate()
     events, error = _feed(client, chunked(data, cuts))
     if events:
-        assert events[0] == HandshakeComplete(version=1), events[0]
+        assert events[0] == HandshakeComplete(version=PROTOCOL_VERSION), events[0]
         for event in events[1:]:
             check_event(event, Role.CLIENT)
     if error is not None:
@@ -181,8 +181,12 @@ def sealed_envelope(plaintext: bytes, *, receiver: Role) -> Event | None:
         assert error.reason in {"bad-message", "frame-size"}, error.reason
         _check_closed_for_good(conn, error)
         return None
+    for event in events:
+        check_event(event, receiver)
+    if plaintext[0] == BATCH_KIND:  # a v2 batch record: its envelopes, in order
+        assert len(events) == len(split_batch(plaintext)), (plaintext, events)
+        return events[0]
     [event] = events
-    check_event(event, receiver)
     kind, id, type, body = decode_envelope(plaintext)
     if body is not None:
         try:

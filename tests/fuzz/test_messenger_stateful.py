@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from messenger.errors import KeyMismatch, LocalProtocolError, RemoteProtocolError
-from messenger.limits import MAX_FRAME_BYTES
+from messenger.limits import MAX_FRAME_BYTES, PROTOCOL_VERSION
 from messenger.messages import MESSAGE_TYPES
 from messenger.protocol import (
     REJECT,
@@ -64,7 +64,7 @@ MACHINE_SETTINGS = settings(
     derandomize=not LONG,
     database=None,
 )
-HANDSHAKE_DONE = [HandshakeComplete(version=1)]
+HANDSHAKE_DONE = [HandshakeComplete(version=PROTOCOL_VERSION)]
 # Feeding this after a damaged frame completes whatever length its header claims (at most MAX_FRAME_BYTES).
 PADDING = bytes(MAX_FRAME_BYTES + 4)
 _STATE_RANK = {State.HANDSHAKING: 0, State.OPEN: 1, State.CLOSED: 2}

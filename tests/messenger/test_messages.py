@@ -189,3 +189,10 @@ def test_decode_refuses_more_non_json(data):
     with pytest.raises(RemoteProtocolError) as failed:
         decode_envelope(data)
     assert failed.value.reason == "bad-message"
+
+
+@pytest.mark.parametrize("padding", [10, 5000])  # below and above the size where digits are no longer counted
+def test_integers_beyond_64_bits_round_trip_in_small_and_big_bodies(padding):
+    body = {"pad": "x" * padding, "big": 2**70, "small": 12, "neg": -(2**65)}
+    _, _, _, decoded = decode_envelope(encode_envelope(Kind.REPLY, 1, None, body))
+    assert decoded == body and type(decoded["big"]) is int and type(decoded["neg"]) is int

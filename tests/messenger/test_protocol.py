@@ -245,7 +245,7 @@ def test_replayed_handshake_is_bad_proof():
         replay_target.receive_data(recorded_finish)
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 3, 255])
 def test_server_refuses_unknown_version(version):
     server = Connection(role=Role.SERVER, key=KEY)
     with raises_reason("unknown-version"):
@@ -253,11 +253,13 @@ def test_server_refuses_unknown_version(version):
     assert server.state is State.CLOSED
 
 
-def test_client_refuses_server_hello_with_unknown_version():
+@pytest.mark.parametrize("version", [1, 3])
+def test_client_refuses_server_hello_with_unknown_version(version):
+    """The server must answer in the version the client offered (v2): neither a downgrade nor an unknown one."""
     client = Connection(role=Role.CLIENT, key=KEY)
     client.initiate()
     with raises_reason("unknown-version"):
-        client.receive_data(MAGIC + b"\x02" + bytes(64))
+        client.receive_data(MAGIC + bytes([version]) + bytes(64))
 
 
 @pytest.mark.parametrize("data", [b"GET / HTTP/1.1\r\n", b"\x16\x03\x01\x02\x00", b"PGMX\x01", b"X"])

@@ -122,9 +122,9 @@ class RawPeer:
         return frame
 
 
-async def handshake(harness: Harness, key: bytes = KEY, local_host: str | None = None) -> RawPeer:
+async def handshake(harness: Harness, key: bytes = KEY, local_host: str | None = None, version: int = 2) -> RawPeer:
     reader, writer = await harness.open(local_host)
-    conn = Connection(role=Role.CLIENT, key=key)
+    conn = Connection(role=Role.CLIENT, key=key, version=version)
     writer.write(conn.initiate())
     events = conn.receive_data(await asyncio.wait_for(reader.readexactly(SERVER_HELLO_BYTES), 2))
     assert isinstance(events[0], HandshakeComplete)

@@ -1,10 +1,9 @@
 """`manage.py runindexer [--once]`: run this machine's service node until SIGTERM/SIGINT."""
 from __future__ import annotations
 
-import asyncio
-
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from indexer.event_loop import loop_run
 from indexer.service import run_once, serve
 from messenger.errors import MessengerError
 from proget_web.startup import node_start_refusal
@@ -22,9 +21,9 @@ class Command(BaseCommand):
             raise CommandError(refusal)
         try:
             if once:
-                for state in asyncio.run(run_once()):
+                for state in loop_run(run_once()):
                     self.stdout.write(f"{state['name']}: {state['lastResult'] or 'not due'} {state['lastMessage']}")
                 return
-            asyncio.run(serve())
+            loop_run(serve())
         except MessengerError as exc:
             raise CommandError(f"the messenger cannot start: {exc}") from None
