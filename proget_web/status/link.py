@@ -99,6 +99,7 @@ class ServiceLink:
         self._state = ClientState("closed", "no viewers", time.time())
         self._rtt_ms: float | None = None
         self._service_fingerprint: str | None = None
+        self._last_seen: float | None = None  # time.time() of the service's last word (stream item, ping reply)
         self._subscribed = False
         self._stream_error: str | None = None
         # Outbox: what the next flush sends to the group.
@@ -170,6 +171,8 @@ class ServiceLink:
             "fingerprintMatch": match,
             "subscribed": self._subscribed,
             "streamError": self._stream_error,
+            # When the snapshot the viewers hold was last known current: the page shows it once the data is stale.
+            "lastSeen": self._last_seen,
         }
 
     # --- actions ---
@@ -307,6 +310,7 @@ class ServiceLink:
             delay = min(delay * 2, RESUBSCRIBE_MAX)
 
     def _on_stream_item(self, item: dict) -> None:
+        self._last_seen = time.time()
         if "snapshot" in item:
             if not self.status.load(item["snapshot"]):
                 logger.warning("status link: malformed snapshot ignored")
@@ -346,6 +350,7 @@ class ServiceLink:
             except MessengerError:
                 self._rtt_ms = None
             else:
+                self._last_seen = time.time()
                 self._rtt_ms = round((time.perf_counter() - started) * 1000, 2)
                 status_link_rtt_observe(seconds=self._rtt_ms / 1000)
                 fingerprint = reply.get("fingerprint")
