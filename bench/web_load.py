@@ -168,6 +168,9 @@ async def _post(session: HttpSession, token: str, slots: asyncio.Semaphore, resu
         except Exception as exc:  # noqa: BLE001 - every failure is a finding, reported by name
             result.failures.append(f"POST reindex: {type(exc).__name__}: {exc}")
             return
+        # The user's browser follows the redirect and the feed page shows (consumes) the message: drop it here, or
+        # the messages of every click pile up in the cookie and then the session, a cost no user's click pays.
+        session.cookies.pop("messages", None)
         location = headers.get("Location", "")
         if status != 302 or not location.rstrip("/").endswith(f"/feeds/{FEED}"):
             result.failures.append(f"POST reindex answered {status} -> {location or 'no Location'}")
