@@ -1,11 +1,13 @@
 """Trigger nudges from synchronous code over one long-lived messenger connection per process.
 
 A web process's Reindex and Run write a durable trigger, then nudge the service. Here the nudge goes over a
-connection this process keeps open (its own thread and event loop), not a new connection, handshake and event
-loop per click. While that connection is up, the caller does not wait at all: the nudge is on its way and the
-caller answers the user. Otherwise the caller waits for this one attempt (at most its `wait`), so it can say
-"queued: the service is not reachable" with the reason. A nudge already on its way for the same trigger is not
-sent twice. A lost nudge loses nothing: the trigger stays pending and Trigger Dispatch claims it on its poll.
+connection this process keeps open (its own thread and event loop, keepalive and reconnect with backoff), not a
+new connection, handshake and event loop per click. The caller never waits for the service once the connection's
+state is known: connected, the nudge is on its way and the caller answers the user; unreachable, the caller says
+"queued: the service is not reachable" with the reason at once (the nudge still goes out, in case the service is
+just back). Only the first nudge after a start or a settings change waits (at most its `wait`) for the connection.
+A nudge already on its way for the same trigger is not sent twice. A lost nudge loses nothing: the trigger stays
+pending and Trigger Dispatch claims it on its poll.
 """
 from __future__ import annotations
 
@@ -42,8 +44,13 @@ class NudgeSent:
     reply: dict | None = None  # the service's answer, when the caller waited for it
 
 
+# Connection states in which the caller is answered at once (messenger.client.ClientState.status).
+KNOWN_UP = "connected"
+KNOWN_DOWN = ("unreachable", "key-mismatch")
+
+
 class Nudger:
-    """This process's nudge connection: created on first use, reconnected lazily by the next nudge after a loss."""
+    """This process's nudge connection: created on first use, then kept open in the background."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -53,7 +60,7 @@ class Nudger:
         self._in_flight: set[int] = set()
 
     def nudge(self, trigger_id: int, *, wait: float) -> NudgeSent:
-        """Send `trigger.nudge {id}`: at once while connected, else waiting at most `wait` s for the attempt.
+        """Send `trigger.nudge {id}`; wait (at most `wait` s) only while the connection's state is not known yet.
 
         Call it from synchronous code (it reads the stored settings); raises nothing: failures come back as
         NudgeSent(reachable=False, reason=...).
@@ -62,14 +69,16 @@ class Nudger:
             client, loop = self._client_for_settings()
         except MessengerError as exc:
             return NudgeSent(reachable=False, reason=str(exc))
-        connected = client.state.status == "connected"
+        state = client.state
         with self._lock:
-            if trigger_id in self._in_flight and connected:
+            if trigger_id in self._in_flight and state.status == KNOWN_UP:
                 return NudgeSent(reachable=True)
             self._in_flight.add(trigger_id)
         future = asyncio.run_coroutine_threadsafe(self._send(client, trigger_id, wait), loop)
-        if connected:
+        if state.status == KNOWN_UP:
             return NudgeSent(reachable=True)
+        if state.status in KNOWN_DOWN:
+            return NudgeSent(reachable=False, reason=state.reason)
         try:
             reply = future.result(timeout=wait + 1.0)  # the request itself gives up after `wait`
         except MessengerUnavailable as exc:
@@ -100,8 +109,7 @@ class Nudger:
                 config = messenger_settings()
                 old, self._client = self._client, _client(config)
                 self._config_key = key
-                if old is not None:
-                    asyncio.run_coroutine_threadsafe(old.close(), loop)
+                asyncio.run_coroutine_threadsafe(_replace(old, self._client), loop)
             return self._client, loop
 
 
@@ -109,6 +117,13 @@ def _stored_settings() -> tuple:
     """The messenger settings as stored, for noticing a change (any node may change them at any time)."""
     names = (ENDPOINT_SETTING, KEY_SETTING, ALLOWED_IPS_SETTING, KEY_GRACE_SETTING)
     return tuple(SettingValue.objects.filter(name__in=names).order_by("name").values_list("name", "value"))
+
+
+async def _replace(old: MessengerClient | None, new: MessengerClient) -> None:
+    """Close the client of the previous settings, keep the new one connected (on the nudge loop)."""
+    if old is not None:
+        await old.close()
+    new.start()
 
 
 def _client(config: MessengerSettings) -> MessengerClient:
