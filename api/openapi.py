@@ -56,12 +56,11 @@ RUNNER_NAME = {"name": "name", "in": "path", "required": True, "description": "r
                "schema": {"type": "string", "minLength": 1, "maxLength": 200}}
 
 
-def _runner_action(summary: str, ok: dict[str, Any], *extra: tuple[str, dict[str, Any]]) -> dict:
+def _runner_action(summary: str, ok: dict[str, Any]) -> dict:
     return {"post": _operation(
-        summary=summary, scope="service:control",
-        parameters=[RUNNER_NAME],
+        summary=summary, scope="service:control", parameters=[RUNNER_NAME],
         responses={"200": ok, "400": BAD_REQUEST, "404": _error("No runner of that name."), **BODY_ERRORS,
-                   "502": BAD_GATEWAY, "503": UNREACHABLE, **dict(extra)},
+                   "502": BAD_GATEWAY, "503": UNREACHABLE},
     )}
 
 
@@ -123,8 +122,6 @@ SCHEMAS: dict[str, Any] = {
                     "properties": {"name": {"type": "string"},
                                    "state": {"type": "string", "enum": ["idle", "running", "paused", "failed"]},
                                    "lastStartedAt": NULLABLE_TIME, "nextRunAt": NULLABLE_TIME}},
-    "RunStarted": {"type": "object", "required": ["started", "message"],
-                   "properties": {"started": {"type": "boolean"}, "message": {"type": "string"}}},
     "Trigger": {
         "type": "object",
         "required": ["id", "kind", "target", "state", "result", "requestedBy", "createdAt", "claimedBy", "claimedAt",
@@ -196,8 +193,10 @@ SCHEMAS: dict[str, Any] = {
                             "version": {"type": "string"}, "yanked": {"type": "boolean"},
                             "reason": {"type": "string"},
                             "files": {"type": "array", "items": {"type": "string"}}}},
-    "ReindexRequested": {"type": "object", "required": ["trigger", "nudged", "message"],
+    "TriggerRequested": {"type": "object", "required": ["trigger", "nudged", "alreadyQueued", "message"],
                          "properties": {"trigger": _ref("Trigger"), "nudged": {"type": "boolean"},
+                                        "alreadyQueued": {"type": "boolean", "description": "a Run that found a "
+                                                          "pending Run of the runner: that trigger, nothing added"},
                                         "message": {"type": "string"}}},
 }
 
@@ -231,9 +230,13 @@ PATHS: dict[str, Any] = {
         responses={"200": _json(_ref("ServiceStatus"), "The snapshot."), "400": BAD_REQUEST,
                    "502": BAD_GATEWAY, "503": UNREACHABLE},
     )},
-    "/api/service/runners/{name}/run": _runner_action(
-        "Run a task runner now (even when paused).", _json(_ref("RunStarted"), "The run started."),
-        ("409", _error("The runner is already running."))),
+    "/api/service/runners/{name}/run": {"post": _operation(
+        summary="Run a task runner (even when paused): a durable trigger, then a nudge (queued if the service is "
+                "down; a Run while one is pending adds nothing).", scope="service:control",
+        parameters=[RUNNER_NAME],
+        responses={"202": _json(_ref("TriggerRequested"), "Requested; follow it at /api/triggers/{id}."),
+                   "400": BAD_REQUEST, "404": _error("No runner of that name."), **BODY_ERRORS},
+    )},
     "/api/service/runners/{name}/pause": _runner_action(
         "Pause a task runner (a run in progress finishes).", _json(_ref("RunnerState"), "Paused.")),
     "/api/service/runners/{name}/resume": _runner_action(
@@ -261,7 +264,7 @@ PATHS: dict[str, Any] = {
         summary="Reindex a feed: a durable trigger, then a nudge (queued if the service is down).",
         scope="feeds:reindex",
         parameters=[{"name": "feed", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}],
-        responses={"202": _json(_ref("ReindexRequested"), "Requested; follow it at /api/triggers/{id}."),
+        responses={"202": _json(_ref("TriggerRequested"), "Requested; follow it at /api/triggers/{id}."),
                    "400": BAD_REQUEST, "404": _error("No feed of that name."), **BODY_ERRORS},
     )},
     "/api/feeds/{feed}/yank": _yank_operation(

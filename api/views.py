@@ -39,7 +39,7 @@ MAX_RUNNER_NAME = 200
 MAX_ID = 2**63 - 1
 # The service's log lines a status request may ask for (the service itself caps it at 200).
 MAX_STATUS_LOGS = 200
-RUNNER_REQUESTS = {"run": "runner.run", "pause": "runner.pause", "resume": "runner.resume"}
+RUNNER_REQUESTS = {"pause": "runner.pause", "resume": "runner.resume"}
 # The spellings of a boolean query parameter: OpenAPI's true/false, and 1/0, yes/no as people type them.
 FLAG_VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
@@ -123,14 +123,14 @@ def service_status_view(request: HttpRequest, *, key: ApiKey) -> HttpResponse:
 
 @api_endpoint(scopes=["service:control"], methods=["POST"])
 def runner_action_view(request: HttpRequest, *, key: ApiKey, name: str, action: str) -> HttpResponse:
-    """Run, pause or resume a task runner; 409 when a run is asked for while one is in progress."""
+    """Run, pause or resume a task runner. Run queues a durable trigger as every Run does (202, even with the
+    service down); pause and resume ask the service and need it reachable."""
     if not name.strip() or len(name) > MAX_RUNNER_NAME:
         raise ApiError(f"a runner name is 1-{MAX_RUNNER_NAME} characters", status=400)
-    actor = api_key_actor(key)
-    reply = _service_reply(RUNNER_REQUESTS[action], {"name": name, "by": actor} if action == "run" else {"name": name})
-    logger.info("api: %s %s by %s", action, name, actor)
-    if action == "run" and reply.get("started") is False:
-        raise ApiError(str(reply.get("message") or f"{name} is already running"), status=409)
+    if action == "run":
+        return _trigger_response(Trigger.Kind.RUNNER_RUN, name, key)
+    reply = _service_reply(RUNNER_REQUESTS[action], {"name": name})
+    logger.info("api: %s %s by %s", action, name, api_key_actor(key))
     return JsonResponse(reply)
 
 
@@ -157,13 +157,20 @@ def feed_reindex_view(request: HttpRequest, *, key: ApiKey, feed: str) -> HttpRe
     found = feed_get(name=feed)
     if found is None:
         raise ApiError(f"no feed called {feed!r}", status=404)
+    return _trigger_response(Trigger.Kind.FEED_REINDEX, found.name, key)
+
+
+def _trigger_response(kind: str, target: str, key: ApiKey) -> HttpResponse:
+    """Queue a trigger through the one core (indexer.trigger_requests) and answer 202 with it; 404 for an unknown
+    runner or feed (nothing queued), 400 for another bad target."""
     try:
-        outcome = trigger_request(kind=Trigger.Kind.FEED_REINDEX, target=found.name, requested_by=api_key_actor(key))
+        outcome = trigger_request(kind=kind, target=target, requested_by=api_key_actor(key))
     except TriggerError as exc:
-        raise ApiError(str(exc), status=400) from None
+        raise ApiError(str(exc), status=404 if str(exc).startswith("unknown ") else 400) from None
+    logger.info("api: %s %s by %s: %s", kind, target, api_key_actor(key), outcome.message)
     outcome.trigger.refresh_from_db()
     return JsonResponse({"trigger": _trigger_json(outcome.trigger), "nudged": outcome.nudged,
-                         "message": outcome.message}, status=202)
+                         "alreadyQueued": outcome.already_queued, "message": outcome.message}, status=202)
 
 
 @api_endpoint(scopes=["feeds:read", "feeds:reindex"], methods=["GET"])

@@ -9,8 +9,9 @@ the service settled (so the runner is always idle when clicked):
   nudges the service through the messenger and redirects. Start = the trigger's `claimed_at`, written by the service
   in the step that claims the trigger and calls the scheduler's run_now for Feed Indexing.
   Measured only if that page answers (it is checked first; the output says which paths ran).
-- Run button on the Service Status page: {"action": "run", "runner": "Test Slow"} over ws/administration/service,
-  through the web process's long-lived status link. Start = the slow runner's own start line in its run log.
+- Run button on the Service Status page: {"action": "run", "runner": "Test Slow"} over ws/administration/service:
+  a Trigger, then a nudge over the web process's long-lived nudge connection (indexer.nudges), the reply going out
+  before the nudge. Start = the slow runner's own start line in its run log.
 - Reference, poll only (what happens without the nudge, as in bench/trigger_latency.py): a feed.reindex trigger
   written straight to the database; Trigger Dispatch finds it on its poll (Service.TriggerPollSeconds, 1 s here).
 
@@ -139,8 +140,8 @@ async def ws_run_clicks(port: int, cookie: str, run_log: Path, count: int) -> tu
             clicked = time.time()
             ws.send_json({"action": "run", "runner": SLOW_RUNNER_NAME, "id": click})
             reply, replied = await ws.until(lambda m, click=click: m.get("id") == click, timeout=10)
-            if reply["type"] != "reply" or not reply["result"].get("started"):
-                raise SystemExit(f"Run was not started: {reply}")
+            if reply["type"] != "reply" or reply["result"].get("queued") is not False:
+                raise SystemExit(f"Run was not sent to the service: {reply}")
             deadline = time.monotonic() + TASK_TIMEOUT
             while len(found := run_log_starts(run_log)) <= seen:
                 if time.monotonic() > deadline:

@@ -310,8 +310,9 @@ def main() -> None:
 
 def measure(scratch: Path, url: str, redis_url: str, args: argparse.Namespace) -> tuple:
     """Set the cluster up on database `url`, measure args.runs failovers, tear it down."""
+    # The producer asks for the slow runner, so this process must know it too (trigger_request checks the name).
     os.environ.update(DATABASE_URL=url, PROGET_LOG_LEVEL="ERROR", PROGET_DATA_DIR=str(scratch / "bench"),
-                      DJANGO_SETTINGS_MODULE="proget_web.settings")
+                      DJANGO_SETTINGS_MODULE="proget_web.settings", PROGET_EXTRA_RUNNERS=SLOW_RUNNER)
     import django
 
     django.setup()

@@ -8,17 +8,19 @@ runs the same and asserts that nothing failed. One real daphne and one real `run
 - a share of them (--reindex-share, default REINDEX_SHARE, spread evenly): the feed page's Reindex button,
   POST /feeds/soak/reindex with the CSRF token (a durable Trigger, then a nudge), at most HTTP_WORKERS in flight,
   as that many users clicking;
-- the rest: the Status page's Run button, {"action": "run", "runner": "Test Slow", "id": i} on viewer i mod N.
+- the rest: the Status page's Run button, {"action": "run", "runner": "Test Slow", "id": i} on viewer i mod N
+  (a durable Trigger too; a Run while one of that runner is still pending adds nothing: "already queued").
 
 "No errors" means, and `LoadResult.failures` lists every breach of:
 - every viewer's WebSocket stays open to the end, gets no `error` message, and receives live messages during the
   load (the fan-out reached it);
 - every POST is answered 302 to the feed page within HTTP_TIMEOUT of its click, queueing included (no 4xx/5xx,
   no exception, no login redirect);
-- every Run gets a `reply` within ACTION_TIMEOUT: either started, or refused because the runner was busy, with the
-  service's reason ("Test Slow is already running"); each started Run appears exactly once in the runner's log;
-- every Reindex trigger written during the load is `done` once the queue drains (within DRAIN_TIMEOUT), none
-  failed or left pending or running, and the service started each exactly once (one dispatch line per id);
+- every Run gets a `reply` within ACTION_TIMEOUT naming its trigger, sent to the service (not queued for want of
+  it): a new trigger, or the pending one of the runner ("already queued");
+- every trigger written during the load (Reindex and Run) is `done` once the queue drains (within DRAIN_TIMEOUT),
+  none failed or left pending or running, and the service started each exactly once (one dispatch line per id);
+  the runner logged each Run trigger exactly once, and every trigger a reply named is among them;
 - the web and service RSS at the end stay within RSS_GROWTH_MB of the start (after the viewers connected).
 The script prints the figures and exits 1 if any of these fails.
 """
@@ -69,8 +71,7 @@ CONNECT_CONCURRENCY = 50
 DRAIN_TIMEOUT = 60.0
 # RSS growth from the start (viewers connected) to the end: the web holds bounded buffers only.
 RSS_GROWTH_MB = 50.0
-BUSY = re.compile(rf"^{SLOW_RUNNER_NAME} is already running$")
-DISPATCHED = re.compile(rf"trigger (\d+) \(feed\.reindex {FEED}\): (?!.*waits)")
+DISPATCHED = re.compile(rf"trigger (\d+) \((?:feed\.reindex {FEED}|runner\.run {SLOW_RUNNER_NAME})\): (?!.*waits)")
 
 
 @dataclass
@@ -82,9 +83,10 @@ class LoadResult:
     max_lag: float = 0.0  # the latest a request went out after its slot
     reindex_share: float = REINDEX_SHARE
     posts: list[float] = field(default_factory=list)  # ms per answered POST, from its slot (queueing included)
-    runs_started: int = 0
-    runs_refused: Counter = field(default_factory=Counter)  # reason -> count
-    runs_logged: int = 0
+    run_triggers: set[int] = field(default_factory=set)  # the triggers the Run replies named
+    runs_queued: int = 0  # Runs that wrote a new trigger
+    runs_merged: int = 0  # Runs answered "already queued" (the runner's pending trigger)
+    runs_logged: int = 0  # runs the runner logged during the load
     replies: list[float] = field(default_factory=list)  # ms per Run reply
     triggers: Counter = field(default_factory=Counter)  # state -> count
     drain_seconds: float = 0.0
@@ -94,7 +96,7 @@ class LoadResult:
 
     @property
     def requests(self) -> int:
-        return len(self.posts) + self.runs_started + sum(self.runs_refused.values())
+        return len(self.posts) + self.runs_queued + self.runs_merged
 
     @property
     def total(self) -> int:
@@ -166,6 +168,9 @@ async def _post(session: HttpSession, token: str, slots: asyncio.Semaphore, resu
         except Exception as exc:  # noqa: BLE001 - every failure is a finding, reported by name
             result.failures.append(f"POST reindex: {type(exc).__name__}: {exc}")
             return
+        # The user's browser follows the redirect and the feed page shows (consumes) the message: drop it here, or
+        # the messages of every click pile up in the cookie and then the session, a cost no user's click pays.
+        session.cookies.pop("messages", None)
         location = headers.get("Location", "")
         if status != 302 or not location.rstrip("/").endswith(f"/feeds/{FEED}"):
             result.failures.append(f"POST reindex answered {status} -> {location or 'no Location'}")
@@ -187,12 +192,14 @@ async def _run(viewers: Viewers, i: int, result: LoadResult) -> None:
         result.failures.append(f"Run {i}: no reply ({type(exc).__name__}: {exc})")
         return
     result.replies.append((received_at - sent) * 1000)
-    if reply.get("started") is True:
-        result.runs_started += 1
-    elif BUSY.match(str(reply.get("message", ""))):
-        result.runs_refused[reply["message"]] += 1
-    else:
+    if not isinstance(reply.get("trigger"), int) or reply.get("queued") is not False:
         result.failures.append(f"Run {i}: unexpected reply {reply}")
+        return
+    result.run_triggers.add(reply["trigger"])
+    if reply.get("alreadyQueued"):
+        result.runs_merged += 1
+    else:
+        result.runs_queued += 1
 
 
 async def _load(result: LoadResult, viewers: Viewers, session: HttpSession, token: str) -> None:
@@ -219,9 +226,9 @@ def _sqlite(data_dir: Path, query: str) -> list[tuple]:
         return db.execute(query).fetchall()
 
 
-def _trigger_states(data_dir: Path) -> Counter:
-    return Counter(dict(_sqlite(data_dir, f"SELECT state, count(*) FROM indexer_trigger WHERE kind = 'feed.reindex' "
-                                          f"AND target = '{FEED}' GROUP BY state")))
+def _trigger_states(data_dir: Path, kind: str = "feed.reindex") -> Counter:
+    return Counter(dict(_sqlite(data_dir, f"SELECT state, count(*) FROM indexer_trigger WHERE kind = '{kind}' "
+                                          "GROUP BY state")))
 
 
 def _check(result: LoadResult, viewers: Viewers, *, service_log: Path, run_log_before: int, run_log: Path,
@@ -242,9 +249,14 @@ def _check(result: LoadResult, viewers: Viewers, *, service_log: Path, run_log_b
         twice = [i for i, count in dispatched.items() if count != 1]
         failures.append(f"dispatch lines: {len(dispatched)} ids for {len(ids)} triggers; started twice: {twice[:5]}; "
                         f"never: {sorted(ids - set(dispatched))[:5]}")
-    result.runs_logged = len(run_log.read_text().splitlines()) - run_log_before
-    if result.runs_logged != result.runs_started:
-        failures.append(f"{result.runs_started} Runs started but the runner logged {result.runs_logged} starts")
+    logged = [line.split()[0] for line in run_log.read_text().splitlines()[run_log_before:]]
+    result.runs_logged = len(logged)
+    run_ids = {row[0] for row in _sqlite(data_dir, "SELECT id FROM indexer_trigger WHERE kind = 'runner.run'")}
+    per_trigger = Counter(int(word) for word in logged if word != "-")
+    if per_trigger != Counter(dict.fromkeys(run_ids, 1)) or not result.run_triggers <= run_ids:
+        failures.append(f"Run triggers: {len(run_ids)} written, {len(result.run_triggers)} named in replies, "
+                        f"the runner logged {len(per_trigger)} ({sum(per_trigger.values())} starts; twice: "
+                        f"{[i for i, n in per_trigger.items() if n > 1][:5]})")
     for name, (start, _, end) in result.rss.items():
         if end - start > RSS_GROWTH_MB:
             failures.append(f"{name} RSS grew {end - start:.1f} MB (bound {RSS_GROWTH_MB:g} MB)")
@@ -277,7 +289,7 @@ async def _session(result: LoadResult, *, port: int, session: HttpSession, token
         drain_started = time.monotonic()
         while time.monotonic() - drain_started < DRAIN_TIMEOUT:
             result.triggers = _trigger_states(data_dir)
-            if set(result.triggers) <= {"done", "failed"}:
+            if set(result.triggers) | set(_trigger_states(data_dir, "runner.run")) <= {"done", "failed"}:
                 break
             await asyncio.sleep(0.5)
         result.drain_seconds = time.monotonic() - drain_started
@@ -338,8 +350,8 @@ def report(result: LoadResult) -> str:
         f"Reindex POSTs answered 302: {len(result.posts):,} of {result.reindexes:,}; from the click (queueing "
         f"included) p50 {statistics.median(result.posts or [0]):.0f} ms, p99 {percentile(result.posts, 0.99):.0f} ms",
         f"Reindex triggers: {dict(result.triggers)}; queue drained {result.drain_seconds:.1f} s after the last request",
-        f"Runs: {result.runs_started:,} started (runner logged {result.runs_logged:,}), "
-        f"{sum(result.runs_refused.values()):,} refused ({', '.join(result.runs_refused) or '-'}); "
+        f"Runs: {result.runs_queued:,} queued a trigger, {result.runs_merged:,} already queued; the runner ran "
+        f"{result.runs_logged:,}; "
         f"reply p50 {statistics.median(result.replies or [0]):.0f} ms, p99 {percentile(result.replies, 0.99):.0f} ms",
         f"live messages per viewer during the load: min {min(live):,}, median {statistics.median(live):,.0f}",
     ]

@@ -13,20 +13,24 @@ from indexer.tasks.heartbeat import Heartbeat, ServiceHeartbeat
 from indexer.tasks.node_message_cleanup import NodeMessageCleanup
 from indexer.tasks.trigger_dispatch import TriggerDispatch
 
+# In the order the Service Status page lists them; runners named in INDEXER_EXTRA_RUNNERS come after.
+BUILT_IN_RUNNERS: tuple[type[Runner], ...] = (
+    FeedIndexing, DropPathMonitor, FeedIntegrity, FeedRetention, TriggerDispatch, ServiceHeartbeat, NodeMessageCleanup,
+)
+
+
+def _extra_runner_classes() -> list[type[Runner]]:
+    """The runners named (as dotted paths) in the Django setting INDEXER_EXTRA_RUNNERS."""
+    return [import_string(path) for path in getattr(settings, "INDEXER_EXTRA_RUNNERS", ())]
+
 
 def default_runners(*, heartbeat: Heartbeat | None = None) -> list[Runner]:
-    """Every runner of a service node, in the order the Service Status page lists them.
+    """Every runner of a service node: the built-in ones, then those named in INDEXER_EXTRA_RUNNERS."""
+    built_in = [ServiceHeartbeat(heartbeat=heartbeat) if runner is ServiceHeartbeat else runner()
+                for runner in BUILT_IN_RUNNERS]
+    return [*built_in, *(runner() for runner in _extra_runner_classes())]
 
-    Runners named (as dotted paths) in the Django setting INDEXER_EXTRA_RUNNERS come last.
-    """
-    extra = [import_string(path)() for path in getattr(settings, "INDEXER_EXTRA_RUNNERS", ())]
-    return [
-        FeedIndexing(),
-        DropPathMonitor(),
-        FeedIntegrity(),
-        FeedRetention(),
-        TriggerDispatch(),
-        ServiceHeartbeat(heartbeat=heartbeat),
-        NodeMessageCleanup(),
-        *extra,
-    ]
+
+def runner_names() -> list[str]:
+    """The names of the runners a service node with this configuration has, without building them."""
+    return [runner.name for runner in (*BUILT_IN_RUNNERS, *_extra_runner_classes())]

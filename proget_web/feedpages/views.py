@@ -155,8 +155,9 @@ def feed_reindex(request: HttpRequest, feed: str) -> HttpResponse:
         messages.error(request, f"Feed {feed} no longer exists (it was deleted), so there is nothing to reindex.")
         return redirect("feeds-index")
     try:
+        # wait=False: the nudge goes over this process's open messenger connection and the page answers at once
         outcome = trigger_request(kind=Trigger.Kind.FEED_REINDEX, target=found.name,
-                                  requested_by=request.user.get_username())
+                                  requested_by=request.user.get_username(), wait=False)
     except TriggerError as exc:
         messages.error(request, f"Reindex of {found.name} not requested: {exc}")
     else:
@@ -173,7 +174,7 @@ def feed_reindex(request: HttpRequest, feed: str) -> HttpResponse:
 _REINDEX_WORDS = {
     Trigger.State.RUNNING: "started.",
     Trigger.State.DONE: "done.",
-    Trigger.State.PENDING: "queued; it starts when the indexing under way finishes.",
+    Trigger.State.PENDING: "requested; it starts as soon as the indexer is free.",
 }
 
 

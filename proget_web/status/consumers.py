@@ -18,7 +18,11 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 
+from indexer.models import Trigger
+from indexer.trigger_requests import TriggerRequest, trigger_request
+from indexer.triggers import TriggerError
 from messenger.errors import MessengerError, MessengerUnavailable, RemoteError
 from proget_web.session_sockets import session_socket_add, session_socket_remove, session_user
 from proget_web.status.link import EVENT_SNAPSHOT, ServiceLink, service_link
@@ -37,8 +41,10 @@ MAX_MESSAGE_BYTES = 4096
 # Runner names are short display names ("Feed Indexing"); a longer one is a malformed message.
 MAX_RUNNER_NAME = 200
 
-# Client -> server actions and the service request each one sends (None: handled by the link itself).
-RUNNER_ACTIONS = {"run": "runner.run", "pause": "runner.pause", "resume": "runner.resume"}
+# Client -> server actions. Run goes through the trigger core (see _run); the others are the service request named.
+RUN = "run"
+RUNNER_REQUESTS = {"pause": "runner.pause", "resume": "runner.resume"}
+RUNNER_ACTIONS = frozenset({RUN, *RUNNER_REQUESTS})
 RESTART = "restart"
 RECONNECT = "reconnect"
 CONTROL_ACTIONS = frozenset({*RUNNER_ACTIONS, RESTART})
@@ -184,10 +190,13 @@ class ServiceStatusConsumer(AsyncJsonWebsocketConsumer):
             self.link.reconnect()
             await self._reply(message, {"reconnecting": True})
             return
+        if action == RUN:
+            await self._run(message)
+            return
         if action == RESTART:
             type, body = "service.restart", {}
         else:
-            type, body = RUNNER_ACTIONS[action], {"name": message["runner"]}
+            type, body = RUNNER_REQUESTS[action], {"name": message["runner"]}
         try:
             result = await self.link.request(type, body)
         except MessengerUnavailable as exc:
@@ -199,6 +208,24 @@ class ServiceStatusConsumer(AsyncJsonWebsocketConsumer):
         else:
             logger.info("status page: %s %s by %s", action, message.get("runner", ""), self.scope["user"])
             await self._reply(message, result)
+
+    async def _run(self, message: dict) -> None:
+        """Run is a durable trigger, as `manage.py messenger run`: queued (and said so) while the service is away.
+
+        The reply goes out as soon as the trigger is stored; the nudge travels over the process's open messenger
+        connection without being awaited, and a Run while one is still pending adds nothing ("already queued").
+        """
+        try:
+            outcome = await _run_request(runner=message["runner"], user=self.scope["user"].get_username())
+        except TriggerError as exc:
+            await self._error(str(exc), message)
+            return
+        except DatabaseError as exc:  # nothing queued: say so rather than drop the socket
+            logger.warning("status page: run %s not queued: %s", message["runner"], exc)
+            await self._error(f"run not queued: the database is not available ({exc})", message)
+            return
+        logger.info("status page: run %s by %s: %s", message["runner"], self.scope["user"], outcome.message)
+        await self._reply(message, run_reply(outcome))
 
     # --- link -> browser ---
 
@@ -217,6 +244,17 @@ class ServiceStatusConsumer(AsyncJsonWebsocketConsumer):
 
     async def _error(self, text: str, content: Any = None) -> None:
         await self.send_json({"type": MSG_ERROR, **_echo(content), "message": text})
+
+
+@database_sync_to_async
+def _run_request(*, runner: str, user: str) -> TriggerRequest:
+    return trigger_request(kind=Trigger.Kind.RUNNER_RUN, target=runner, requested_by=user, wait=False)
+
+
+def run_reply(outcome: TriggerRequest) -> dict[str, Any]:
+    """The page's answer to Run: the trigger, whether it waits for the service, and one line saying so."""
+    return {"trigger": outcome.trigger.id, "queued": not outcome.nudged, "alreadyQueued": outcome.already_queued,
+            "message": outcome.message}
 
 
 def _echo(content: Any) -> dict[str, Any]:

@@ -101,6 +101,7 @@ class ServiceLink:
         self._state = ClientState("closed", "no viewers", time.time())
         self._rtt_ms: float | None = None
         self._service_fingerprint: str | None = None
+        self._last_seen: float | None = None  # time.time() of the service's last word (stream item, ping reply)
         self._subscribed = False
         self._stream_error: str | None = None
         # Outbox: what the next flush sends to the group.
@@ -172,6 +173,8 @@ class ServiceLink:
             "fingerprintMatch": match,
             "subscribed": self._subscribed,
             "streamError": self._stream_error,
+            # When the snapshot the viewers hold was last known current: the page shows it once the data is stale.
+            "lastSeen": self._last_seen,
         }
 
     # --- actions ---
@@ -309,6 +312,7 @@ class ServiceLink:
             delay = min(delay * 2, RESUBSCRIBE_MAX)
 
     def _on_stream_item(self, item: dict) -> None:
+        self._last_seen = time.time()
         if "snapshot" in item:
             if not self.status.load(item["snapshot"]):
                 logger.warning("status link: malformed snapshot ignored")
@@ -348,6 +352,7 @@ class ServiceLink:
             except MessengerError:
                 self._rtt_ms = None
             else:
+                self._last_seen = time.time()
                 self._rtt_ms = round((time.perf_counter() - started) * 1000, 2)
                 status_link_rtt_observe(seconds=self._rtt_ms / 1000)
                 fingerprint = reply.get("fingerprint")
@@ -451,14 +456,23 @@ class ServiceLink:
 
     async def _fan_out(self, message: dict) -> None:
         """Deliver `message` to all viewers at once; a stuck or closed one never holds up the others."""
-        viewers = list(self._viewers)
-        results = await asyncio.gather(
-            *(asyncio.wait_for(viewer.deliver(message), DELIVER_TIMEOUT) for viewer in viewers),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, Exception):
-                logger.debug("status link: a viewer missed a message: %s", result or type(result).__name__)
+        # One task per viewer and one deadline for all (not a wait_for task and timer each): with 500 viewers this
+        # runs up to ten times a second on the loop that also answers the web's requests.
+        deliveries = [self.loop.create_task(viewer.deliver(message)) for viewer in self._viewers]
+        if not deliveries:
+            return
+        try:
+            done, stuck = await asyncio.wait(deliveries, timeout=DELIVER_TIMEOUT)
+        except asyncio.CancelledError:  # the session ends: nothing of this flush may outlive it
+            for task in deliveries:
+                task.cancel()
+            raise
+        for task in stuck:
+            task.cancel()
+            logger.debug("status link: a viewer missed a message: not taken within %g s", DELIVER_TIMEOUT)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                logger.debug("status link: a viewer missed a message: %s", task.exception())
 
     def _address(self) -> str | None:
         """Where the client connects: the socket path, or HOST:PORT."""

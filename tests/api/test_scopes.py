@@ -16,7 +16,7 @@ ENDPOINTS = [
     ("get", "/api/settings/list", "settings:read", None, 200),
     ("post", "/api/settings/set", "settings:write", {"name": "Service.TriggerPollSeconds", "value": "7"}, 200),
     ("get", "/api/service/status", "service:read", None, 200),
-    ("post", f"{RUN_PATH}/run", "service:control", None, 200),
+    ("post", f"{RUN_PATH}/run", "service:control", None, 202),
     ("post", f"{RUN_PATH}/pause", "service:control", None, 200),
     ("post", f"{RUN_PATH}/resume", "service:control", None, 200),
     ("post", "/api/feeds/main/reindex", "feeds:reindex", None, 202),

@@ -39,18 +39,31 @@ def test_misconfigured_messenger_is_503_without_retry_after(make_key) -> None:
 def test_runner_actions(make_key, service) -> None:
     token = make_key("service:control")
     run = Client().post(f"{RUNNER_PATH}/run", HTTP_X_APIKEY=token)
-    assert run.status_code == 200 and run.json() == {"started": True, "message": "Feed Indexing started"}
-    service.running.add("Feed Indexing")
-    again = Client().post(f"{RUNNER_PATH}/run", HTTP_X_APIKEY=token)
-    assert again.status_code == 409 and again.json() == {"error": "Feed Indexing is already running"}
+    trigger = Trigger.objects.get()
+    assert run.status_code == 202 and run.json()["trigger"]["id"] == trigger.id
+    assert (trigger.kind, trigger.target, trigger.state) == ("runner.run", "Feed Indexing", "pending")
+    assert run.json()["nudged"] is True and run.json()["alreadyQueued"] is False
+    assert run.json()["message"] == f"trigger {trigger.id} started"
+    again = Client().post(f"{RUNNER_PATH}/run", HTTP_X_APIKEY=token)  # still pending: nothing added
+    assert again.status_code == 202 and again.json()["alreadyQueued"] is True
+    assert again.json()["trigger"]["id"] == trigger.id and Trigger.objects.count() == 1
     assert Client().post(f"{RUNNER_PATH}/pause", HTTP_X_APIKEY=token).json()["state"] == "paused"
     assert Client().post(f"{RUNNER_PATH}/resume", HTTP_X_APIKEY=token).json()["state"] == "idle"
-    assert [type for type, _ in service.calls] == ["runner.run", "runner.run", "runner.pause", "runner.resume"]
-    assert service.calls[0][1]["by"].startswith("keyowner (API key "), "who asked, for the run history"
+    assert service.calls == [("trigger.nudge", {"id": trigger.id}), ("trigger.nudge", {"id": trigger.id}),
+                             ("runner.pause", {"name": "Feed Indexing"}), ("runner.resume", {"name": "Feed Indexing"})]
+    assert trigger.requested_by.startswith("keyowner (API key "), "who asked, for the run history"
     unknown = Client().post("/api/service/runners/Nope/run", HTTP_X_APIKEY=token)
     assert unknown.status_code == 404 and unknown.json()["error"].startswith("unknown runner 'Nope'")
     too_long = Client().post(f"/api/service/runners/{'x' * 201}/run", HTTP_X_APIKEY=token)
     assert too_long.status_code == 400
+    assert Trigger.objects.count() == 1
+
+
+def test_run_with_the_service_down_is_queued_not_refused(make_key) -> None:
+    response = Client().post(f"{RUNNER_PATH}/run", HTTP_X_APIKEY=make_key("service:control"))
+    assert response.status_code == 202 and response.json()["nudged"] is False
+    assert "queued — the service is not reachable" in response.json()["message"]
+    assert Trigger.objects.get().state == Trigger.State.PENDING
 
 
 def test_reindex_writes_a_trigger_and_reports_it(make_key, service, feed) -> None:

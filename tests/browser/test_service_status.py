@@ -11,7 +11,7 @@ import pytest
 
 from messenger.crypto import generate_key, key_fingerprint, parse_key
 from tests.browser.conftest import ROOT, Stack, expect, login, screenshot
-from tests.processes import manage, start_daphne, stop
+from tests.processes import manage, shell, start_daphne, stop, wait_for
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -26,6 +26,7 @@ BUILT_IN_RUNNERS = [
 SLOW = "Test Slow"
 CLEANUP = "Node Message Cleanup"
 XSS = "<script>window.__xss=1</script>"
+TRIGGER_STATE = "from indexer.models import Trigger\nprint(Trigger.objects.get(id={}).state)"
 
 # Records every distinct look of one runner's progress cell, sampled every 20 ms in the page itself, so a
 # short-lived value is not missed between two round trips of the test.
@@ -112,11 +113,13 @@ def test_live_runners_progress_and_log_without_reload(page: Page, stack: Stack) 
 
 def test_log_text_from_the_service_is_not_markup(page: Page, stack: Stack) -> None:
     open_status(page, stack)
-    # A trigger for a "runner" named like a script: the service refuses it and logs the name in its reason.
-    manage(stack.data_dir, "messenger", "run", XSS)
+    # A trigger for a "runner" named like a script, written behind the core's back (which refuses unknown runners):
+    # Trigger Dispatch fails it and logs the name in its reason.
+    manage(stack.data_dir, "shell", "-c", "from indexer.triggers import trigger_create; "
+                                          f"trigger_create(kind='runner.run', target={XSS!r}, requested_by='test')")
 
     line = log_messages(page).filter(has_text=XSS)
-    expect(line.first).to_be_visible()
+    expect(line.first).to_be_visible(timeout=15_000)  # the next Trigger Dispatch poll
     expect(line.first).to_contain_text(f"failed: unknown runner '{XSS}'")
     assert page.evaluate("typeof window.__xss") == "undefined"
     assert field(page, "log").locator("script").count() == 0
@@ -133,6 +136,21 @@ def test_the_page_follows_the_service_through_a_stop_and_a_start(page: Page, sta
     expect(field(page, "state")).to_contain_text("not reachable", timeout=10_000)
     expect(field(page, "page-state")).to_have_text("service not reachable")
     expect(page.locator("#service-status")).to_have_class(re.compile(r"\bis-stale\b"))
+    # Down means down: what the service last said stays, marked stale with when it was last seen; Pause and
+    # Restart wait for it; Run is queued as a durable trigger and runs when the service is back.
+    stale = re.compile(r"^stale — last seen \S")
+    expect(field(page, "node-stale")).to_have_text(stale)
+    expect(field(page, "uptime-stale")).to_have_text(stale)
+    cleanup = runner_row(page, CLEANUP)
+    expect(cleanup.locator(".stale-note")).to_have_text(stale)
+    expect(cleanup.get_by_role("button", name="Pause")).to_be_disabled()
+    expect(page.locator('#service-status button[data-action="restart"]')).to_be_disabled()
+    cleanup.get_by_role("button", name="Run").click()
+    expect(field(page, "action-result")).to_contain_text("queued — the service is not reachable")
+    expect(cleanup.locator(".queued-note")).to_have_text(re.compile(r"^Run queued \(trigger \d+\): runs when"))
+    queued = int(re.search(r"trigger (\d+)", cleanup.locator(".queued-note").inner_text()).group(1))
+    cleanup.get_by_role("button", name="Run").click()
+    expect(cleanup.locator(".queued-note")).to_have_text(re.compile(rf"^Run already queued \(trigger {queued}\)"))
 
     stack.service.start()
     assert stack.service.process.pid != pid
@@ -140,6 +158,12 @@ def test_the_page_follows_the_service_through_a_stop_and_a_start(page: Page, sta
     expect(field(page, "page-state")).to_have_text("live")
     expect(page.locator("#service-status")).not_to_have_class(re.compile(r"\bis-stale\b"))
     expect(runner_row(page, CLEANUP)).to_have_count(1)
+    expect(field(page, "node-stale")).to_be_hidden()
+    expect(cleanup.locator(".stale-note")).to_be_hidden()
+    expect(cleanup.get_by_role("button", name="Pause")).to_be_enabled()
+    # The queued Run (one trigger for the two clicks) ran once the service was back.
+    wait_for(lambda: shell(stack.data_dir, TRIGGER_STATE.format(queued)) == "done", timeout=20,
+             what="the queued Run to run")
     assert page.evaluate("window.__samePage") == "still here"
     assert navigations == [], f"the page navigated: {navigations}"
 

@@ -17,7 +17,8 @@ SLOW_RUNNER = "tests.indexer.slow_runner.SlowRunner"
 HEARTBEAT, STALE = 1, 3
 IPS = {"svc-a": "127.0.0.2", "svc-b": "127.0.0.3"}
 
-# Asks for ARGV[1] runs of the slow runner, as the Run button does; one JSON line per request.
+# Asks for ARGV[1] runs of the slow runner, as the Run button does; one JSON line per request. A Run while one is
+# still pending (e.g. while no primary answers) is that trigger again ("already queued"): see produced().
 PRODUCER = """
 import json, sys, time
 import django
@@ -99,7 +100,9 @@ def holder(cluster: dict) -> str | None:
 def background(cluster: dict, code: str, *args: str, log: str) -> subprocess.Popen:
     """Run Python `code` with the cluster's settings in the background, its output in `log` (killed at teardown)."""
     process = subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT,
-                               env=node_env(cluster["dir"], DATABASE_URL=cluster["url"]),
+                               # It knows the slow runner, as a web node configured like the service does.
+                               env=node_env(cluster["dir"], DATABASE_URL=cluster["url"],
+                                            PROGET_EXTRA_RUNNERS=SLOW_RUNNER),
                                stdout=(cluster["dir"] / log).open("w"), stderr=subprocess.STDOUT)
     cluster["processes"].append(process)
     return process
@@ -134,6 +137,11 @@ def triggers(cluster: dict) -> list[tuple]:
     """(id, state, result, claimed_by, claimed_at as unix time) of every trigger."""
     return query(cluster, "SELECT id, state, result, claimed_by, extract(epoch FROM claimed_at) "
                           "FROM indexer_trigger ORDER BY id")
+
+
+def produced(cluster: dict) -> int:
+    """How many distinct triggers the PRODUCER's requests wrote (a Run of a pending runner adds none)."""
+    return len({line["id"] for line in json_lines(cluster, "producer.log")})
 
 
 def assert_exactly_once(cluster: dict, count: int, *, min_done: float = 0.75) -> list[tuple]:

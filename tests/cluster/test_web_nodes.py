@@ -192,7 +192,7 @@ def test_viewers_on_both_web_nodes_get_the_same_events_exactly_once(
     for count, viewer in enumerate(watching, 1):  # Run now from web-a's page, then from web-b's
         viewer.ws.send_json({"action": "run", "runner": SLOW, "id": count})
         wait_all([viewer], lambda v, count=count: count in v.replies, what="the answer to Run")
-        assert viewer.replies[count]["type"] == "reply" and viewer.replies[count]["result"]["started"], \
+        assert viewer.replies[count]["type"] == "reply" and viewer.replies[count]["result"]["queued"] is False, \
             viewer.replies[count]
         wait_all(watching, lambda v, count=count: len(runs_since(v, SLOW, since)) == count,
                  what=f"run {count} to end")

@@ -97,8 +97,9 @@ def test_a_redis_restart_keeps_live_viewers_and_loses_no_trigger(
         _run_and_watch(ws, 2)  # the same socket: status viewers do not depend on the channel layer
         assert browser.request("GET", "/health")[0] == 200
         ws.close()
-        wait_for(lambda: [state for _, state, _ in trigger_rows(data)] == ["done"] * 3, timeout=30,
-                 what="the three reindexes to run, once each")
+        # Three reindexes and two Runs from the page (a Run is a durable trigger too).
+        wait_for(lambda: [state for _, state, _ in trigger_rows(data)] == ["done"] * 5, timeout=30,
+                 what="the three reindexes and two runs to run, once each")
     finally:
         stop(daphne)
         service.stop()

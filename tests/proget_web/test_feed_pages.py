@@ -18,6 +18,7 @@ from django.utils import timezone
 from feeds.models import Feed, PackageFile
 from feeds.services import feed_create
 from indexer.models import Trigger
+from indexer.nudges import NudgeSent
 from indexer.triggers import trigger_claim, trigger_finish
 from messenger.errors import RequestTimeout
 from proget_web.advanced_settings.services import setting_set
@@ -396,17 +397,28 @@ def test_reindex_with_the_service_up_says_what_it_answered(
 ) -> None:
     calls = []
 
-    def fake_call(type: str, *, body: dict, timeout: float) -> dict:
-        calls.append((type, body))
-        trigger_claim(trigger_id=body["id"], node="svc")  # what the service does on the nudge
-        return {"outcomes": [f"trigger {body['id']} (feed.reindex main): Feed Indexing started"]}
+    def fake_nudge(*, trigger_id: int, wait: float) -> NudgeSent:
+        calls.append(trigger_id)
+        trigger_claim(trigger_id=trigger_id, node="svc")  # what the service does on the nudge
+        return NudgeSent(reachable=True, reply={
+            "outcomes": [f"trigger {trigger_id} (feed.reindex main): Feed Indexing started"]})
 
-    monkeypatch.setattr("indexer.trigger_requests.service_call", fake_call)
+    monkeypatch.setattr("indexer.trigger_requests.trigger_nudge", fake_nudge)
     page = _page(manager.post(f"/feeds/{FEED}/reindex", follow=True))
     trigger = Trigger.objects.get()
-    assert calls == [("trigger.nudge", {"id": trigger.id})]
+    assert calls == [trigger.id]
     assert _messages(page) == ["Reindexing main: started."]
     assert 'class="message success"' in page
+
+
+def test_reindex_with_the_nudge_on_its_way_answers_without_waiting(
+    manager: Client, feed: Feed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("indexer.trigger_requests.trigger_nudge",
+                        lambda *, trigger_id, wait: NudgeSent(reachable=True))  # over the open connection
+    page = _page(manager.post(f"/feeds/{FEED}/reindex", follow=True))
+    trigger = Trigger.objects.get()
+    assert _messages(page) == [f"Reindex of main requested: trigger {trigger.id} sent to the service"]
 
 
 def test_reindex_of_a_feed_deleted_meanwhile_says_so(manager: Client, feed: Feed) -> None:

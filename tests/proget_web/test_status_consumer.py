@@ -20,6 +20,7 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from django.utils import timezone
 
+from indexer.models import Trigger
 from messenger.config import messenger_settings
 from messenger.server import MessengerServer, RequestContext
 from proget_web.advanced_settings.services import setting_set
@@ -121,6 +122,8 @@ class FakeService:
     def handler(self, type: str) -> Callable:
         async def handle(body: dict, ctx: RequestContext) -> dict:
             self.requests.append((type, body))
+            if type == "trigger.nudge":
+                return {"outcomes": [f"trigger {body['id']} (runner.run {RUNNER}): {RUNNER} started"]}
             if type != "service.restart" and body.get("name") != RUNNER:
                 raise ValueError(f"unknown runner {body.get('name')!r}")
             if type == "runner.run":
@@ -134,7 +137,7 @@ class FakeService:
     def server(self, key: bytes) -> MessengerServer:
         handlers = {"ping": self.ping}
         handlers.update({t: self.handler(t) for t in ("runner.run", "runner.pause", "runner.resume",
-                                                      "service.restart")})
+                                                      "service.restart", "trigger.nudge")})
         return MessengerServer(key=key, handlers=handlers, stream_handlers={"status.subscribe": self.subscribe})
 
 
@@ -423,8 +426,12 @@ def test_control_actions_reach_the_service_and_answer_only_the_asker(messenger_c
             await admin.link_state(lambda link: link.get("status") == "connected")
             await admin.send_json_to({"action": "run", "runner": RUNNER, "id": 1})
             reply = await until(admin, lambda m: m["type"] in ("reply", "error"))
-            assert reply == {"type": "reply", "action": "run", "runner": RUNNER, "id": 1,
-                             "result": {"started": True, "message": f"{RUNNER} started"}}
+            trigger = await sync_to_async(Trigger.objects.get)()
+            assert reply["type"] == "reply" and (reply["action"], reply["runner"], reply["id"]) == ("run", RUNNER, 1)
+            assert reply["result"]["trigger"] == trigger.id and reply["result"]["queued"] is False
+            assert (trigger.kind, trigger.target, trigger.requested_by) == ("runner.run", RUNNER, "admin")
+            await eventually(lambda: ("trigger.nudge", {"id": trigger.id}) in h.service.requests)
+            h.service.requests.remove(("trigger.nudge", {"id": trigger.id}))
             await admin.send_json_to({"action": "pause", "runner": RUNNER})
             reply = await until(admin, lambda m: m["type"] in ("reply", "error"))
             assert reply["result"]["state"] == "paused"
@@ -434,13 +441,40 @@ def test_control_actions_reach_the_service_and_answer_only_the_asker(messenger_c
             await admin.send_json_to({"action": "restart"})
             reply = await until(admin, lambda m: m["type"] in ("reply", "error"))
             assert reply["result"] == {"restarting": True}
-            assert [t for t, _ in h.service.requests] == ["runner.run", "runner.pause", "runner.resume",
-                                                          "service.restart"]
+            assert [t for t, _ in h.service.requests] == ["runner.pause", "runner.resume", "service.restart"]
             assert h.service.requests[0][1] == {"name": RUNNER}
             await asyncio.sleep(0.2)
             while not await bystander.receive_nothing(timeout=0.05):
                 message = await bystander.receive_json_from()
                 assert message["type"] not in ("reply", "error"), "answers go to the asker only"
+
+    run(main())
+
+
+def test_run_with_the_service_away_is_queued_once_and_the_page_keeps_when_it_last_saw_it(
+        messenger_config: Any, admin_session: str) -> None:
+    async def main() -> None:
+        async with harness(messenger_config) as h:
+            admin = await h.viewer(admin_session)
+            seen = (await admin.link_state(lambda link: link.get("status") == "connected"
+                                           and isinstance(link.get("lastSeen"), float)))["lastSeen"]
+            await h.server.close()
+            link = await admin.link_state(lambda link: link.get("status") != "connected")
+            assert link["lastSeen"] == seen  # what the page shows as "stale — last seen ..."
+            answers = []
+            for request_id in (1, 2):
+                await admin.send_json_to({"action": "run", "runner": RUNNER, "id": request_id})
+                answers.append(await until(admin, lambda m: m["type"] in ("reply", "error")))
+            trigger = await sync_to_async(Trigger.objects.get)()
+            assert trigger.state == Trigger.State.PENDING
+            first, second = (answer["result"] for answer in answers)
+            assert (first["trigger"], first["queued"], first["alreadyQueued"]) == (trigger.id, True, False)
+            assert first["message"].startswith(f"trigger {trigger.id} queued — the service is not reachable (")
+            assert (second["trigger"], second["queued"], second["alreadyQueued"]) == (trigger.id, True, True)
+            await admin.send_json_to({"action": "run", "runner": "No Such Runner", "id": 3})
+            error = await until(admin, lambda m: m["type"] in ("reply", "error"))
+            assert error["type"] == "error" and error["message"].startswith("unknown runner 'No Such Runner'")
+            assert await sync_to_async(Trigger.objects.count)() == 1
 
     run(main())
 

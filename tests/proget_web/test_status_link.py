@@ -235,7 +235,8 @@ def test_actions_fail_fast_with_a_reason_when_the_service_is_down(live: tuple[An
             await h.server.close()
             await viewer.link_state(lambda link: link["status"] == "unreachable")
             started = time.monotonic()
-            await viewer.send_json_to({"action": "run", "runner": RUNNER})
+            # Pause needs the service now (Run does not: it is queued, see tests/indexer/test_trigger_requests.py).
+            await viewer.send_json_to({"action": "pause", "runner": RUNNER})
             message = await viewer.receive_json_from(timeout=status_link.ACTION_TIMEOUT + status_link.CONNECT_TIMEOUT)
             while message["type"] not in ("reply", "error"):
                 message = await viewer.receive_json_from(timeout=5)

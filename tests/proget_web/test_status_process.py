@@ -65,9 +65,12 @@ def test_the_page_follows_the_service_through_a_crash_and_a_restart(data_dir: Pa
         started = time.monotonic()
         status, _, _ = browser.request("GET", "/administration/service", timeout=PAGE_DEADLINE)
         assert status == 200 and time.monotonic() - started < PAGE_DEADLINE
-        ws.send_json({"action": "run", "runner": RUNNER})
+        ws.send_json({"action": "pause", "runner": RUNNER})
         refused = ws.until(lambda m: m["type"] in ("reply", "error"))
         assert refused["type"] == "error" and refused["message"].startswith("service not reachable")
+        ws.send_json({"action": "run", "runner": RUNNER, "id": 3})  # a durable trigger: queued, not refused
+        queued = ws.until(lambda m: m["type"] in ("reply", "error"))
+        assert queued["type"] == "reply" and queued["result"]["queued"] is True, queued
 
         service.start()
         back = ws.until(lambda m: m["type"] == "snapshot" and m["snapshot"], timeout=30)

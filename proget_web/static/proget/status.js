@@ -63,6 +63,14 @@
 
   var model = { snapshot: null, link: null, baseSeq: 0 };
   var runnerRows = {};  // name -> {row, cells...}
+  var stale = true;     // the service's values on the page are not current (service or page socket away)
+
+  // What marks a value the service sent as no longer current: when the web node last heard from the service.
+  function staleNote() {
+    if (!stale || !serviceInfo()) { return ""; }
+    var seen = model.link && model.link.lastSeen;
+    return seen ? "stale — last seen " + formatTime(seen) : "stale";
+  }
 
   function serviceInfo() { return (model.snapshot && model.snapshot.service) || null; }
 
@@ -101,7 +109,17 @@
     }
     tag.className = cls;
     tag.textContent = pageState;
-    root.classList.toggle("is-stale", link.status !== "connected" || !socketOpen());
+    var wasStale = stale;
+    stale = link.status !== "connected" || !socketOpen();
+    root.classList.toggle("is-stale", stale);
+    var note = staleNote();
+    ["node-stale", "uptime-stale"].forEach(function (name) {
+      var node = field(name);
+      if (node) { node.textContent = note; node.hidden = !note; }
+    });
+    var restart = root.querySelector('button[data-action="restart"]');
+    if (restart) { restart.disabled = stale; }
+    if (wasStale !== stale) { Object.keys(runnerRows).forEach(function (name) { renderRunnerActions(runnerRows[name]); }); }
 
     setText("node", info.node || "—");
     setText("version", info.version ? "version " + info.version : "");
@@ -173,6 +191,8 @@
     entry.lastResult = entry.last.appendChild(el("div", "small"));
     entry.lastError = entry.last.appendChild(el("div", "small error runner-error"));
     entry.nextWhen = entry.next.appendChild(el("span"));
+    entry.staleMark = entry.state.appendChild(el("div", "small stale-note"));
+    entry.queuedMark = entry.state.appendChild(el("div", "small queued-note"));
     [entry.name, entry.state, entry.progress, entry.last, entry.next].forEach(function (cell) { row.appendChild(cell); });
     if (canControl) {
       var actions = el("td", "runner-actions");
@@ -215,10 +235,30 @@
     entry.row.classList.toggle("has-error", Boolean(state.lastError) || value === "failed");
     entry.nextWhen.textContent = value === "paused" ? "paused" : (state.nextRunAt ? formatTime(state.nextRunAt) : "—");
     entry.nextWhen.title = state.nextRunAt ? relative(state.nextRunAt) : "";
-    if (entry.run) {
-      entry.pause.hidden = value === "paused";
-      entry.resume.hidden = value !== "paused";
-      entry.run.disabled = running;
+    if (running) { entry.queuedMark.textContent = ""; }  // the queued Run started (or one was running anyway)
+    entry.value = value;
+    renderRunnerActions(entry);
+  }
+
+  // Pause and Resume need the service now; Run stays usable while it is away (it is queued, see docs/service.md).
+  function renderRunnerActions(entry) {
+    var note = staleNote();
+    entry.staleMark.textContent = note;
+    entry.staleMark.hidden = !note;
+    entry.row.classList.toggle("is-stale", Boolean(note));
+    if (!entry.run) { return; }
+    entry.pause.hidden = entry.value === "paused";
+    entry.resume.hidden = entry.value !== "paused";
+    entry.pause.disabled = entry.resume.disabled = stale;
+    entry.run.disabled = !stale && entry.value === "running";
+  }
+
+  function showQueued(message) {
+    var result = message.result || {};
+    var entry = message.action === "run" && typeof result.trigger === "number" ? runnerRows[message.runner] : null;
+    if (entry) {
+      entry.queuedMark.textContent = (result.alreadyQueued ? "Run already queued" : "Run queued") +
+        " (trigger " + result.trigger + ")" + (result.queued ? ": runs when the service is back" : "");
     }
   }
 
@@ -360,6 +400,7 @@
       renderSummary();
     } else if (message.type === "reply") {
       showResult(message, false);
+      showQueued(message);
     } else if (message.type === "error") {
       showResult(message, true);
     }
