@@ -417,8 +417,8 @@ def test_reindex_with_the_nudge_on_its_way_answers_without_waiting(
     monkeypatch.setattr("indexer.trigger_requests.trigger_nudge",
                         lambda *, trigger_id, wait: NudgeSent(reachable=True))  # over the open connection
     page = _page(manager.post(f"/feeds/{FEED}/reindex", follow=True))
-    trigger = Trigger.objects.get()
-    assert _messages(page) == [f"Reindex of main requested: trigger {trigger.id} sent to the service"]
+    assert Trigger.objects.get().state == Trigger.State.PENDING
+    assert _messages(page) == ["Reindexing main: requested; it starts as soon as the indexer is free."]
 
 
 def test_reindex_of_a_feed_deleted_meanwhile_says_so(manager: Client, feed: Feed) -> None:
