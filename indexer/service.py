@@ -152,14 +152,14 @@ class ServiceNode:
         self.hub.publish_heartbeat(self.info())
         return f"alive ({self.role}, lease token {self.lease_token})"
 
-    def _new_scheduler(self, *, on_loaded: asyncio.Event | None = None) -> Scheduler:
+    def _new_scheduler(self, *, on_loaded: asyncio.Event | None = None, token: int | None = None) -> Scheduler:
         def changed(state: RunnerState) -> None:
             if on_loaded is not None:
                 on_loaded.set()  # the first change comes from load(), after run_forever's trigger recovery
             self._runner_changed(state)
 
         return Scheduler(default_runners(heartbeat=self.heartbeat), node=settings.NODE_NAME, on_change=changed,
-                         gate=_primary_gate)
+                         gate=_primary_gate, fencing_token=token)
 
     def _runner_changed(self, state: RunnerState) -> None:
         """Stream the change; when a run ends, start triggers that were queued behind it."""
@@ -278,7 +278,7 @@ class ServiceNode:
     async def _begin_term(self, token: int, trusted_until: float) -> None:
         """Become the primary under `token`: run a fresh scheduler, then allow fenced claims."""
         loaded = asyncio.Event()
-        scheduler = self._new_scheduler(on_loaded=loaded)
+        scheduler = self._new_scheduler(on_loaded=loaded, token=token)
         self.lease_token, self.role, self._term_scheduler = token, PRIMARY, scheduler
         self._term_task = asyncio.get_running_loop().create_task(scheduler.run_forever())
         with contextlib.suppress(TimeoutError):
@@ -289,13 +289,18 @@ class ServiceNode:
         self.hub.publish_event("service", {"state": "running", "role": PRIMARY, "leaseToken": token})
 
     async def _end_term(self, reason: str, *, grace: float = 0.0) -> None:
-        """Stop being the primary: stop the scheduler (at once when the lease was lost) and say why."""
+        """Stop being the primary: stop the scheduler (at once when the lease was lost) and say why, in one line.
+
+        A lost term writes nothing more: its cancelled runs are not recorded (their records, and the triggers
+        they ran for, belong to the new primary's term, which recovers them).
+        """
         if self.lease_token is None:
             return
-        if grace == 0.0:  # lost: nothing may be claimed or finished from here on
+        level = logging.WARNING if grace == 0.0 else logging.INFO
+        logger.log(level, "%s steps down from primary (lease token %s): %s", settings.NODE_NAME, self.lease_token,
+                   reason)
+        if grace == 0.0:  # lost: nothing may be claimed or recorded from here on
             term_end(node=settings.NODE_NAME, reason=reason)
-        else:
-            logger.info("service node %s stops the task runners: %s", settings.NODE_NAME, reason)
         scheduler, self._term_scheduler = self._term_scheduler, None
         if scheduler is not None:
             self.scheduler = scheduler  # stopped from here on: the standby's view of the runners

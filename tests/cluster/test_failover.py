@@ -101,3 +101,44 @@ def test_a_paused_primary_that_wakes_claims_and_runs_nothing(cluster: dict) -> N
     assert holder(cluster) == "svc-b"
     a.stop()
     b.stop()
+
+
+# Long enough that svc-a's first run is under way when it is paused, and svc-b's run outlasts svc-a's waking.
+LONG_RUN_SECONDS = 12.0
+
+
+def _slow_record(cluster: dict) -> tuple:
+    """(running_node, running_since, last_started_at, last_result, last_error) of the slow runner's record."""
+    rows = query(cluster, "SELECT running_node, running_since, last_started_at, last_result, last_error "
+                          "FROM indexer_runnerrecord WHERE name = 'Test Slow'")
+    return rows[0] if rows else (None,) * 5
+
+
+def test_a_woken_primary_writes_nothing_into_the_new_terms_runner_records(cluster: dict) -> None:
+    a, b = two_nodes(cluster, run_seconds=LONG_RUN_SECONDS)
+    wait_for(lambda: _slow_record(cluster)[0] == "svc-a", what="svc-a's first run of the slow runner to be under way")
+    a.process.send_signal(signal.SIGSTOP)
+    wait_for(lambda: holder(cluster) == "svc-b", timeout=STALE + HEARTBEAT + TAKEOVER_SLACK + 1,
+             what="svc-b to take over from the paused svc-a")
+    # svc-b records svc-a's run as interrupted and starts the scheduled run again at once, under its own term.
+    wait_for(lambda: _slow_record(cluster)[0] == "svc-b", what="svc-b's run of the slow runner to be under way")
+    started = _slow_record(cluster)[1]
+    a.process.send_signal(signal.SIGCONT)
+    # Until svc-b's run ends, its record must keep saying so, whatever the woken svc-a does meanwhile.
+    seen = []
+    deadline = time.monotonic() + LONG_RUN_SECONDS + 30
+    while (record := _slow_record(cluster))[2] != started or record[1] is not None:
+        assert time.monotonic() < deadline, f"svc-b's run did not end: {record}"
+        if record[1] != started or record[0] != "svc-b":
+            seen.append(record)
+        time.sleep(0.05)
+    assert seen == [], f"the woken svc-a wrote into svc-b's runner record: {seen[:3]}"
+    assert record[3:] == ("ok", ""), record
+    assert query(cluster, "SELECT name FROM indexer_runnerrecord WHERE last_error = 'interrupted: service stopping'") \
+        == [], "the woken svc-a recorded its cancelled runs over the new term's records"
+    log = a.log.read_text()
+    assert log.count("steps down from primary") == 1, log[-3000:]
+    assert "Traceback" not in log and "LeaseLost" not in log, log[-3000:]
+    assert holder(cluster) == "svc-b" and a.process.poll() is None
+    a.stop()
+    b.stop()
