@@ -1,7 +1,7 @@
-"""Service Status viewers follow the primary through a freeze: two service nodes on `tcp://*:PORT`, PostgreSQL,
-a web node (daphne, Redis) with a viewer. The primary is paused (SIGSTOP) past its lease; the viewer must be on
-the new primary soon after the takeover, stay there when the old one wakes as a standby, and its Run must be
-started by the new primary."""
+"""Service Status viewers follow the primary: two service nodes on `tcp://*:PORT`, PostgreSQL, a web node
+(daphne, Redis) with a viewer. The primary is frozen (SIGSTOP past its lease, then SIGCONT), killed or stopped
+(SIGTERM); the viewer must be on the new primary soon after the takeover, stay there when a frozen one wakes as a
+standby, and its Run must be started by the new primary."""
 from __future__ import annotations
 
 import signal
@@ -50,6 +50,13 @@ class Watcher:
         return bool(self.snapshots) and self.snapshots[-1] == (node, "primary")
 
 
+@pytest.fixture(scope="module")
+def admin(tmp_path_factory: pytest.TempPathFactory, pg_database_url: str) -> None:
+    """The admin who watches the Service Status page, in this module's database."""
+    manage(tmp_path_factory.mktemp("admin"), "createsuperuser", "--no-input", "--username", ADMIN, "--email",
+           "admin@example.com", DJANGO_SUPERUSER_PASSWORD=PASSWORD, DATABASE_URL=pg_database_url)
+
+
 def _runs_by(cluster: dict, pid: int) -> int:
     """How many runs of the slow runner process `pid` started."""
     log = cluster["dir"] / "runs.log"
@@ -57,10 +64,11 @@ def _runs_by(cluster: dict, pid: int) -> int:
     return sum(int(line.split()[1]) == pid for line in lines)
 
 
-def test_viewers_follow_a_frozen_primary_to_its_successor_and_stay_there(cluster: dict, redis_url: str) -> None:
+@pytest.mark.parametrize("form", ["freeze", "kill", "stop"])
+def test_viewers_follow_the_primary_to_its_successor_and_stay_there(
+    cluster: dict, redis_url: str, admin: None, form: str,
+) -> None:
     shared = {"DATABASE_URL": cluster["url"]}
-    manage(cluster["dir"], "createsuperuser", "--no-input", "--username", ADMIN, "--email", "admin@example.com",
-           DJANGO_SUPERUSER_PASSWORD=PASSWORD, **shared)
     a, b = two_nodes(cluster)
     web_dir = cluster["dir"] / "web"
     web_dir.mkdir(mode=0o700)
@@ -73,22 +81,24 @@ def test_viewers_follow_a_frozen_primary_to_its_successor_and_stay_there(cluster
     try:
         watcher.read_until(lambda: watcher.on("svc-a"), timeout=FOLLOW_TIMEOUT, what="the viewer on svc-a")
 
-        a.process.send_signal(signal.SIGSTOP)
+        {"freeze": lambda: a.process.send_signal(signal.SIGSTOP), "kill": a.kill, "stop": a.stop}[form]()
         wait_for(lambda: holder(cluster) == "svc-b", timeout=STALE + 2 * HEARTBEAT + 3,
-                 what="svc-b to take over from the paused svc-a")
+                 what=f"svc-b to take over ({form})")
         watcher.read_until(lambda: watcher.on("svc-b"), timeout=FOLLOW_TIMEOUT, what="the viewer on svc-b")
 
         moved = len(watcher.snapshots)
-        a.process.send_signal(signal.SIGCONT)
-        wait_for(lambda: "steps down from primary" in a.log.read_text(), what="the woken svc-a to step down")
+        if form == "freeze":
+            a.process.send_signal(signal.SIGCONT)
+            wait_for(lambda: "steps down from primary" in a.log.read_text(), what="the woken svc-a to step down")
         runs_before = _runs_by(cluster, b.process.pid)
         watcher.ws.send_json({"action": "run", "runner": SLOW, "id": 1})
         watcher.read_until(lambda: 1 in watcher.replies, timeout=FOLLOW_TIMEOUT, what="the answer to Run")
         assert watcher.replies[1]["type"] == "reply", watcher.replies[1]
         wait_for(lambda: _runs_by(cluster, b.process.pid) > runs_before, what="svc-b to start the run")
-        # The woken svc-a is a standby now: the viewer never went back to it.
+        # A woken svc-a is a standby now: the viewer never went back to it.
         assert watcher.snapshots[moved - 1:] == [("svc-b", "primary")], watcher.snapshots
     finally:
         watcher.ws.close()
-    a.stop()
+    if a.process.poll() is None:
+        a.stop()
     b.stop()
