@@ -1,6 +1,7 @@
 """Two real service nodes on one PostgreSQL database with `tcp://*:PORT`: one primary, failover on SIGKILL
-within FailoverStaleSeconds + one heartbeat, clients follow the new primary, and a paused (SIGSTOP) old
-primary that wakes claims and runs nothing (fencing). No trigger is lost or run twice."""
+within FailoverStaleSeconds + one heartbeat, on SIGTERM at the standby's next heartbeat, clients follow the new
+primary, and a paused (SIGSTOP) old primary that wakes claims, runs and records nothing (fencing): the new term's
+runner records stay as it wrote them. No trigger is lost or run twice."""
 from __future__ import annotations
 
 import signal
@@ -75,6 +76,27 @@ def test_the_standby_takes_over_a_killed_primary_and_clients_follow(cluster: dic
     assert '<span class="tag ok">primary</span>' in new_primary, new_primary
     assert "primary" not in page.split('data-node="svc-a"', 1)[1].split("</tr>", 1)[0]
     assert "stopped renewing" in page, "the page does not show the failover's reason"
+    b.stop()
+
+
+def test_a_cleanly_stopped_primary_hands_over_at_the_next_heartbeat(cluster: dict) -> None:
+    a, b = two_nodes(cluster)
+    count = 100
+    producer = background(cluster, PRODUCER, str(count), log="producer.log")
+    wait_for(lambda: len(runs(cluster)) >= 5, timeout=30, what="triggers to flow")
+    assert a.stop() == 0, a.log.read_text()[-3000:]
+    stopped = time.time()
+    wait_for(lambda: holder(cluster) == "svc-b", timeout=2 * HEARTBEAT + TAKEOVER_SLACK,
+             what="svc-b to take over at its next heartbeat")
+    assert time.time() - stopped <= 2 * HEARTBEAT + TAKEOVER_SLACK
+    assert producer.wait(timeout=120) == 0, (cluster["dir"] / "producer.log").read_text()[-2000:]
+    rows = assert_exactly_once(cluster, count)
+    assert any(row[3] == "svc-b" for row in rows)
+    ((reason,),) = query(cluster, "SELECT reason FROM indexer_failover WHERE to_node = 'svc-b'")
+    assert "released the lease" in reason, reason
+    log = a.log.read_text()
+    assert log.count("svc-a steps down from primary (lease token 1): service node stopping") == 1, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
     b.stop()
 
 
