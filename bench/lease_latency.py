@@ -9,7 +9,7 @@ runs) start on the delayed connection, svc-a first; this process requests a `run
 Between delays the tables are emptied and the nodes started afresh.
 
 Printed per delay: failovers after the first primary, step-down lines, gate refusals ("not started"), triggers
-done / failed / left unfinished after a 120 s drain (informational: at 0.1 s each way the service's database work,
+done / failed / left unfinished after a 30 s drain (informational: at 0.1 s each way the service's database work,
 one thread, no longer keeps up with 3 triggers/s, whatever the lease does), triggers started twice. Targets: none
 started twice at any delay; up to the profile's documented tolerance (0.05 s each way for fast, 0.25 s for
 default) no failover and no step-down. A report: always exits 0 and ends with `targets met: X/Y`.
@@ -44,7 +44,7 @@ SLOW_RUNNER = "tests.indexer.slow_runner.SlowRunner"
 PRODUCE_INTERVAL = 0.3
 # (HeartbeatSeconds, FailoverStaleSeconds, the one-way delay up to which no failover may happen), per profile.
 PROFILES = {"default": (3, 10, 0.25), "fast": (1, 3, 0.05)}
-DRAIN_TIMEOUT = 120.0
+DRAIN_TIMEOUT = 30.0
 TABLES = "indexer_trigger, indexer_servicelease, indexer_failover, indexer_node, indexer_runnerrecord"
 
 
@@ -157,12 +157,12 @@ def one_delay(scratch: Path, url: str, port: int, delay: float, seconds: float) 
                 break
             time.sleep(0.2)
         states = Counter(Trigger.objects.values_list("state", flat=True))
-        with psycopg.connect(url) as db:  # before the stop, whose clean handover is no failover
+        with psycopg.connect(url) as db:
             failovers = db.execute("SELECT count(*) FROM indexer_failover").fetchone()[0]
     finally:
-        for node in reversed(nodes.values()):  # the standby first: no handover at the end
+        for node in nodes.values():  # measured: no clean stop needed (one takes minutes on a slow database)
             if node.process is not None and node.process.poll() is None:
-                node.stop()
+                node.kill()
         proxy.close()
     logs = "".join(node.log.read_text() for node in nodes.values())
     lines = run_log.read_text().splitlines() if run_log.exists() else []
@@ -170,7 +170,7 @@ def one_delay(scratch: Path, url: str, port: int, delay: float, seconds: float) 
     return {
         "delay": delay,
         "failovers": max(failovers - 1, 0),  # the first primary's takeover is not a failover
-        "step_downs": logs.count("steps down from primary") - logs.count("): service node stopping"),
+        "step_downs": logs.count("steps down from primary"),
         "refused": logs.count(" not started: "),
         "done": states.get("done", 0),
         "failed": states.get("failed", 0),
