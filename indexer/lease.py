@@ -1,7 +1,8 @@
 """The primary lease: which service node runs the task runners, with a fencing token, on the database's clock.
 
 At most one node holds the lease at a time (a conditional UPDATE under a row lock decides); the token grows
-each time ownership changes, and fenced writes (trigger claims and finishes) only apply under the current one.
+each time ownership changes, and fenced writes (trigger claims and finishes, runner records) only apply under
+the current one.
 """
 from __future__ import annotations
 
@@ -207,12 +208,15 @@ def term_set(*, node: str, token: int, trusted_until: float) -> None:
 
 
 def term_end(*, node: str, reason: str) -> None:
-    """`node` no longer holds the lease (it lost it, or a fenced write was refused)."""
+    """`node` no longer holds the lease (it lost it, or a fenced write was refused): its writes are refused.
+
+    The service node logs the step-down itself, once, when it stops its runners (indexer.service).
+    """
     with _terms_lock:
         term = _terms.get(node)
         if term is None or term.token is None:
             return
-        logger.warning("%s steps down from primary (lease token %s): %s", node, term.token, reason)
+        logger.debug("%s no longer writes under lease token %s: %s", node, term.token, reason)
         _terms[node] = _Term()
 
 
@@ -235,3 +239,25 @@ def term_token(*, node: str, trusted: bool = True) -> int | None | _NotHeld:
 def term_trusted(*, node: str) -> bool:
     """Whether this process may start work as `node` now (always, outside any lease)."""
     return term_token(node=node) is not NOT_HELD
+
+
+def lease_fence(*, node: str, token: int | None, trusted: bool, what: str) -> int | None:
+    """The token that fences `what`, a write by `node`: `token` if given, else this process's term's.
+
+    None means unfenced (no lease in this process: tests, `runindexer --once`). Otherwise the lease row is
+    checked and locked until the caller's transaction ends (call inside transaction.atomic); raises LeaseLost,
+    and ends the process's term, when `node` does not (or no longer) hold the lease under that token.
+    `trusted` as in term_token: True for starting work, False for recording work already started.
+    """
+    if token is None:
+        current = term_token(node=node, trusted=trusted)
+        if current is NOT_HELD:
+            raise LeaseLost(f"{what} refused: {node} does not hold the primary lease")
+        if current is None:
+            return None
+        token = current
+    if not lease_holds(node=node, token=token):
+        reason = f"{what} refused: the primary lease is no longer held under token {token}"
+        term_end(node=node, reason=reason)
+        raise LeaseLost(reason)
+    return token

@@ -16,7 +16,7 @@ from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
-from indexer.lease import NOT_HELD, lease_guard, lease_holds, term_token
+from indexer.lease import NOT_HELD, lease_fence, lease_guard, lease_holds, term_token
 from indexer.models import RunHistory, Trigger
 from indexer.run_log import RunLog, run_log_start
 from indexer.triggers import interrupted_reason
@@ -96,11 +96,12 @@ def run_history_purge(*, older_than: datetime) -> int:
 
 
 @transaction.atomic
-def run_history_recover_interrupted() -> int:
+def run_history_recover_interrupted(*, node: str, fencing_token: int | None = None) -> int:
     """Fail every run still recorded as running, naming the node that ran it; returns how many.
 
-    Call it as a primary's term begins, before its first run (as runner_runs_recover_interrupted).
+    Call it as `node`'s term as primary begins, before its first run; fenced as runner_runs_recover_interrupted.
     """
+    lease_fence(node=node, token=fencing_token, trusted=False, what="recovering interrupted runs of the history")
     running = RunHistory.objects.filter(result=RunHistory.Result.RUNNING)
     recovered = 0
     for node in running.values_list("node", flat=True).distinct():

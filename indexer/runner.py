@@ -21,6 +21,7 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.utils import timezone
 
+from indexer.lease import LeaseLost
 from indexer.models import RunnerRecord
 from indexer.run_history import CAUSE_RERUN, CAUSE_RUN_NOW, CAUSE_SCHEDULE, RunRecorder, run_history_recover_interrupted
 from indexer.runner_records import (
@@ -184,7 +185,7 @@ class Scheduler:
     def __init__(
         self, runners: Sequence[Runner], *, node: str, on_change: Callable[[RunnerState], None] | None = None,
         clock: Callable[[], datetime] = timezone.now, max_sleep: float = DEFAULT_MAX_SLEEP_SECONDS,
-        gate: Callable[[RunContext], Awaitable[None]] | None = None,
+        gate: Callable[[RunContext], Awaitable[None]] | None = None, fencing_token: int | None = None,
     ) -> None:
         self._slots = {runner.name: _Slot(runner=runner) for runner in runners}
         if len(self._slots) != len(runners):
@@ -194,6 +195,8 @@ class Scheduler:
         self._clock = clock
         self._max_sleep = max_sleep
         self._gate = gate  # awaited before every run; raising fails the run (e.g. this node is not the primary)
+        # The primary lease term this scheduler runs for: its run records are written under this token only.
+        self.fencing_token = fencing_token
         self._tasks: set[asyncio.Task] = set()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -271,8 +274,9 @@ class Scheduler:
     async def run_forever(self) -> None:
         """Run due runners until stop(): fail what earlier runs left under way, then loop (the primary's term)."""
         await sync_to_async(triggers_recover_interrupted)(node=self.node)
-        interrupted = await sync_to_async(runner_runs_recover_interrupted)()
-        await sync_to_async(run_history_recover_interrupted)()
+        interrupted = await sync_to_async(runner_runs_recover_interrupted)(
+            node=self.node, fencing_token=self.fencing_token)
+        await sync_to_async(run_history_recover_interrupted)(node=self.node, fencing_token=self.fencing_token)
         if interrupted:
             logger.warning("recorded the runs of %s as interrupted: their node stopped during them",
                            ", ".join(run.runner for run in interrupted))
@@ -452,8 +456,11 @@ class Scheduler:
         """Record that the run is under way, so a crash during it is recorded at the next start."""
         try:
             await sync_to_async(runner_run_begin)(
-                name=slot.runner.name, started_at=slot.last_started_at, node=self.node, trigger_id=trigger_id
+                name=slot.runner.name, started_at=slot.last_started_at, node=self.node, trigger_id=trigger_id,
+                fencing_token=self.fencing_token,
             )
+        except LeaseLost as exc:  # the run is cancelled as the node steps down
+            logger.info("start of %s not recorded: %s", slot.runner.name, exc)
         except Exception as exc:  # the run itself does not depend on the record
             logger.warning("could not record the start of %s: %s", slot.runner.name, exc)
 
@@ -484,8 +491,10 @@ class Scheduler:
         try:
             await sync_to_async(runner_run_record)(
                 name=slot.runner.name, started_at=slot.last_started_at, duration=slot.last_duration, ok=ok,
-                error=error, message=message, trigger_id=trigger_id, node=self.node,
+                error=error, message=message, trigger_id=trigger_id, node=self.node, fencing_token=self.fencing_token,
             )
+        except LeaseLost as exc:  # the new primary's term owns the record (and the trigger) now
+            logger.info("run of %s not recorded: %s", slot.runner.name, exc)
         except Exception:
             logger.exception("could not record the run of %s", slot.runner.name)
         await history.finish(ok=ok, message=message, error=error, duration=slot.last_duration)

@@ -2,6 +2,8 @@
 
 A run is marked as under way when it begins; recording it when it ends clears the mark and finishes the
 trigger that asked for it, in one transaction. A mark left by a crash becomes an interrupted run.
+Every write about a run is fenced by the primary lease's token (indexer.lease.lease_fence): a primary that
+lost its term (paused, then woken after a takeover) writes nothing into the records of the new term.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from datetime import datetime
 
 from django.db import transaction
 
+from indexer.lease import lease_fence
 from indexer.models import RunnerRecord
 from indexer.triggers import interrupted_reason, trigger_finish
 
@@ -26,8 +29,15 @@ def runner_paused_set(*, name: str, paused: bool) -> None:
     RunnerRecord.objects.update_or_create(name=name, defaults={"paused": paused})
 
 
-def runner_run_begin(*, name: str, started_at: datetime, node: str, trigger_id: int | None) -> None:
-    """Mark runner `name`'s run (for `trigger_id`, or scheduled) as under way on `node` since `started_at`."""
+@transaction.atomic
+def runner_run_begin(
+    *, name: str, started_at: datetime, node: str, trigger_id: int | None, fencing_token: int | None = None,
+) -> None:
+    """Mark runner `name`'s run (for `trigger_id`, or scheduled) as under way on `node` since `started_at`.
+
+    Fenced (with `fencing_token`, or this process's lease term): raises LeaseLost, writing nothing.
+    """
+    lease_fence(node=node, token=fencing_token, trusted=False, what=f"recording the start of {name}")
     RunnerRecord.objects.update_or_create(
         name=name, defaults={"running_since": started_at, "running_node": node, "running_trigger_id": trigger_id}
     )
@@ -40,12 +50,14 @@ class InterruptedRun:
 
 
 @transaction.atomic
-def runner_runs_recover_interrupted() -> list[InterruptedRun]:
+def runner_runs_recover_interrupted(*, node: str, fencing_token: int | None = None) -> list[InterruptedRun]:
     """Record every run still marked under way as failed, from when it began, naming the node that ran it.
 
-    Call it as a primary's term begins, before its first run: only the primary runs tasks, so a mark left
-    then is from an earlier term (this node before a crash, or the primary it took over from).
+    Call it as `node`'s term as primary begins, before its first run: only the primary runs tasks, so a mark
+    left then is from an earlier term (this node before a crash, or the primary it took over from).
+    Fenced like runner_run_begin.
     """
+    lease_fence(node=node, token=fencing_token, trusted=False, what="recovering interrupted runs")
     records = list(RunnerRecord.objects.select_for_update().filter(running_since__isnull=False))
     for record in records:
         RunnerRecord.objects.filter(name=record.name).update(
@@ -59,9 +71,13 @@ def runner_runs_recover_interrupted() -> list[InterruptedRun]:
 @transaction.atomic
 def runner_run_record(
     *, name: str, started_at: datetime, duration: float, ok: bool, error: str, message: str,
-    trigger_id: int | None, node: str,
+    trigger_id: int | None, node: str, fencing_token: int | None = None,
 ) -> None:
-    """Store a finished run and finish the trigger that asked for it, in one transaction."""
+    """Store a finished run and finish the trigger that asked for it, in one transaction.
+
+    Fenced like runner_run_begin: a node that lost the lease meanwhile records neither (raises LeaseLost).
+    """
+    fence = lease_fence(node=node, token=fencing_token, trusted=False, what=f"recording the run of {name}")
     RunnerRecord.objects.update_or_create(
         name=name,
         defaults={
@@ -76,4 +92,4 @@ def runner_run_record(
         },
     )
     if trigger_id is not None:
-        trigger_finish(trigger_id=trigger_id, node=node, ok=ok, result=message if ok else error)
+        trigger_finish(trigger_id=trigger_id, node=node, ok=ok, result=message if ok else error, fencing_token=fence)

@@ -146,6 +146,9 @@ class ServiceNode:
         self.lease_token: int | None = None
         self._term_task: asyncio.Task | None = None
         self._term_scheduler: Scheduler | None = None
+        self._term_opening: asyncio.Task | None = None  # waits for the new term's scheduler, then allows claims
+        self._term_open = False
+        self._trusted_until = 0.0  # time.monotonic(): the lease is trusted until then (see _hold_lease)
         # A standby's scheduler is loaded (for the status page) but never run; each term as primary gets its own.
         self.scheduler = self._new_scheduler()
         handlers = ServiceHandlers(node=self)
@@ -186,14 +189,14 @@ class ServiceNode:
         self.hub.publish_heartbeat(self.info())
         return f"alive ({self.role}, lease token {self.lease_token})"
 
-    def _new_scheduler(self, *, on_loaded: asyncio.Event | None = None) -> Scheduler:
+    def _new_scheduler(self, *, on_loaded: asyncio.Event | None = None, token: int | None = None) -> Scheduler:
         def changed(state: RunnerState) -> None:
             if on_loaded is not None:
                 on_loaded.set()  # the first change comes from load(), after run_forever's trigger recovery
             self._runner_changed(state)
 
         return Scheduler(default_runners(heartbeat=self.heartbeat), node=settings.NODE_NAME, on_change=changed,
-                         gate=_primary_gate)
+                         gate=_primary_gate, fencing_token=token)
 
     def _runner_changed(self, state: RunnerState) -> None:
         """Stream the change; when a run ends, start triggers that were queued behind it."""
@@ -273,8 +276,10 @@ class ServiceNode:
     # -- the primary lease -------------------------------------------------------------------------
 
     async def _hold_lease(self) -> None:
-        """Every heartbeat: renew the lease (primary) or try to take it (standby), and beat the registry."""
-        trusted_until = 0.0
+        """Every heartbeat: renew the lease (primary) or try to take it (standby), and beat the registry.
+
+        Never waits for a term's start (a slow database makes that take seconds): renewals go on meanwhile.
+        """
         timing = LeaseTiming(heartbeat=3.0, stale=10.0)  # the settings' defaults, until they can be read
         while True:
             try:
@@ -288,7 +293,7 @@ class ServiceNode:
                 )
             except Exception as exc:  # the database is unreachable: keep the term only while it is trusted
                 logger.error("primary lease not renewed: %s", exc)
-                if self.lease_token is not None and time.monotonic() >= trusted_until:
+                if self.lease_token is not None and time.monotonic() >= self._trusted_until:
                     await self._end_term("the lease could not be renewed before it went stale")
             else:
                 if held is None and self.lease_token is not None:
@@ -297,12 +302,12 @@ class ServiceNode:
                     await self._end_term(f"the lease (token {self.lease_token}) is now held by {who}")
                 elif held is not None:
                     # The database's expiry is at least `stale` after `asked`: stop trusting the term before it.
-                    trusted_until = asked + timing.stale - timing.local_margin
+                    self._trusted_until = asked + timing.stale - timing.local_margin
                     if held.acquired:
                         await self._end_term("the lease was taken again under a new token")
-                        await self._begin_term(held.token, trusted_until)
-                    else:
-                        term_set(node=settings.NODE_NAME, token=held.token, trusted_until=trusted_until)
+                        self._begin_term(held.token)
+                    elif self._term_open:
+                        term_set(node=settings.NODE_NAME, token=held.token, trusted_until=self._trusted_until)
             try:
                 await self._on_lease_thread(node_heartbeat, identity=self.identity(),
                                             settings_version=self.settings_version)
@@ -310,27 +315,42 @@ class ServiceNode:
                 logger.error("registry heartbeat not recorded: %s", exc)
             await asyncio.sleep(timing.heartbeat)
 
-    async def _begin_term(self, token: int, trusted_until: float) -> None:
-        """Become the primary under `token`: run a fresh scheduler, then allow fenced claims."""
+    def _begin_term(self, token: int) -> None:
+        """Become the primary under `token`: run a fresh scheduler; fenced claims open once it has loaded."""
         loaded = asyncio.Event()
-        scheduler = self._new_scheduler(on_loaded=loaded)
+        scheduler = self._new_scheduler(on_loaded=loaded, token=token)
         self.lease_token, self.role, self._term_scheduler = token, PRIMARY, scheduler
-        self._term_task = asyncio.get_running_loop().create_task(scheduler.run_forever())
+        loop = asyncio.get_running_loop()
+        self._term_task = loop.create_task(scheduler.run_forever())
+        self._term_opening = loop.create_task(self._open_term(scheduler, loaded, token))
+
+    async def _open_term(self, scheduler: Scheduler, loaded: asyncio.Event, token: int) -> None:
+        """Once the term's scheduler has recovered and loaded (or after TERM_START_TIMEOUT), trust the term."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(loaded.wait(), TERM_START_TIMEOUT)
-        self.scheduler = scheduler
-        term_set(node=settings.NODE_NAME, token=token, trusted_until=trusted_until)
+        if self._term_scheduler is not scheduler:
+            return  # the term ended meanwhile
+        self.scheduler, self._term_open = scheduler, True
+        term_set(node=settings.NODE_NAME, token=token, trusted_until=self._trusted_until)
         logger.info("service node %s runs the task runners (primary, lease token %s)", settings.NODE_NAME, token)
         self.hub.publish_event("service", {"state": "running", "role": PRIMARY, "leaseToken": token})
 
     async def _end_term(self, reason: str, *, grace: float = 0.0) -> None:
-        """Stop being the primary: stop the scheduler (at once when the lease was lost) and say why."""
+        """Stop being the primary: stop the scheduler (at once when the lease was lost) and say why, in one line.
+
+        A lost term writes nothing more: its cancelled runs are not recorded (their records, and the triggers
+        they ran for, belong to the new primary's term, which recovers them).
+        """
         if self.lease_token is None:
             return
-        if grace == 0.0:  # lost: nothing may be claimed or finished from here on
+        level = logging.WARNING if grace == 0.0 else logging.INFO
+        logger.log(level, "%s steps down from primary (lease token %s): %s", settings.NODE_NAME, self.lease_token,
+                   reason)
+        if grace == 0.0:  # lost: nothing may be claimed or recorded from here on
             term_end(node=settings.NODE_NAME, reason=reason)
-        else:
-            logger.info("service node %s stops the task runners: %s", settings.NODE_NAME, reason)
+        opening, self._term_opening, self._term_open = self._term_opening, None, False
+        if opening is not None:
+            opening.cancel()
         scheduler, self._term_scheduler = self._term_scheduler, None
         if scheduler is not None:
             self.scheduler = scheduler  # stopped from here on: the standby's view of the runners

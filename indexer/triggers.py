@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from indexer.lease import NOT_HELD, LeaseLost, lease_guard, lease_holds, term_end, term_token
+from indexer.lease import LeaseLost, lease_fence, lease_guard
 from indexer.models import TARGET_MAX_LENGTH, Trigger
 
 logger = logging.getLogger(__name__)
@@ -46,28 +46,6 @@ def trigger_create(*, kind: str, target: str, requested_by: str) -> Trigger:
     return trigger
 
 
-def _fence(node: str, token: int | None, *, trusted: bool) -> int | None:
-    """The fencing token for a write by `node`: `token` if given, else this process's current term's.
-
-    None means unfenced (no lease in this process: tests, `runindexer --once`); raises LeaseLost when
-    the process takes part in the lease but does not hold it.
-    """
-    if token is not None:
-        return token
-    current = term_token(node=node, trusted=trusted)
-    if current is NOT_HELD:
-        raise LeaseLost(f"{node} does not hold the primary lease")
-    return current
-
-
-def _fence_check(node: str, token: int, what: str) -> None:
-    """Lock the lease row and make sure `node` still holds it under `token`; else step down and raise LeaseLost."""
-    if not lease_holds(node=node, token=token):
-        reason = f"{what} refused: the primary lease is no longer held under token {token}"
-        term_end(node=node, reason=reason)
-        raise LeaseLost(reason)
-
-
 @transaction.atomic
 def trigger_claim(
     *, node: str, trigger_id: int | None = None, limit: int = 20,
@@ -83,9 +61,7 @@ def trigger_claim(
     lease still holding that token, and a node that is not the primary claims nothing (returns []).
     """
     try:
-        fence = _fence(node, fencing_token, trusted=True)
-        if fence is not None:
-            _fence_check(node, fence, "trigger claim")
+        fence = lease_fence(node=node, token=fencing_token, trusted=True, what="trigger claim")
     except LeaseLost as exc:
         logger.info("no triggers claimed: %s", exc)
         return []
@@ -124,10 +100,9 @@ def trigger_finish(
     Fenced (with `fencing_token`, or this process's lease term): raises LeaseLost when `node` no longer
     holds the lease under that token, so the caller's transaction (the run record) is rolled back too.
     """
-    fence = _fence(node, fencing_token, trusted=False)
+    fence = lease_fence(node=node, token=fencing_token, trusted=False, what=f"finishing trigger {trigger_id}")
     running = Trigger.objects.filter(id=trigger_id, state=Trigger.State.RUNNING, claimed_by=node)
     if fence is not None:
-        _fence_check(node, fence, f"finishing trigger {trigger_id}")
         running = running.filter(lease_guard(node=node, token=fence))
     finished = running.update(
         state=Trigger.State.DONE if ok else Trigger.State.FAILED, result=result, finished_at=timezone.now()

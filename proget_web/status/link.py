@@ -4,6 +4,11 @@ Guarantees: service→web traffic does not grow with viewers (one `status.subscr
 the first viewer, cancelled LINGER_SECONDS after the last); viewers get coalesced, bounded messages at most
 every FLUSH_INTERVAL; nothing here waits without a timeout, so no page or consumer blocks on the service.
 
+Following the primary: a service that answers nothing for SILENCE_SECONDS (not even keepalives: frozen, cut
+off) is dropped and connected to again; in `tcp://*` mode the link also asks the registry every
+PRIMARY_CHECK_SECONDS who holds the primary lease and moves there when it is not where the link is, and it never
+takes a standby's snapshot or events for the primary's (nor sends it the viewers' actions).
+
 Fan-out is in-process: the viewers of this process register with the link, which hands each flush to all of
 them directly. A Channels group would add nothing (it has to be per process anyway: with channels_redis a
 shared group would deliver every process's fan-out to every viewer) and costs O(viewers²) per message on the
@@ -24,12 +29,13 @@ from channels.db import database_sync_to_async
 from django.db import DatabaseError
 
 from api.metrics import status_link_rtt_observe
+from indexer.cluster import primary_address
 from messenger.client import ClientState, MessengerClient
 from messenger.config import MessengerSettings, last_resolved_address, local_resolver_async, messenger_settings
 from messenger.endpoint import socket_path
 from messenger.errors import MessengerError, MessengerUnavailable, RequestTimeout
 from proget_web.advanced_settings.push import settings_listener
-from proget_web.status.state import HEARTBEAT, RUNNER, ServiceStatus
+from proget_web.status.state import HEARTBEAT, RUNNER, SERVICE, ServiceStatus, event_data
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +72,16 @@ CONNECT_TIMEOUT = 2.0
 DB_TIMEOUT = 5.0
 # A viewer whose WebSocket does not take a message in this long misses it (it gets the next snapshot).
 DELIVER_TIMEOUT = 2.0
+# A keepalive goes out after this long without traffic to the service; the service answers each one.
+KEEPALIVE_SECONDS = 1.0
+# A service that sends nothing (events, replies, keepalive answers) for this long is dropped: a frozen or cut-off
+# primary is noticed in seconds rather than at the messenger's 60 s idle timeout.
+SILENCE_SECONDS = 3.0
+# In `tcp://*` mode: how often the registry is asked who holds the primary lease (one small query).
+PRIMARY_CHECK_SECONDS = 1.0
+# A node that answers as a standby although the registry names it: asked again this often, not at every check.
+STANDBY_RETRY_SECONDS = 5.0
+STANDBY = "standby"
 # Between status.subscribe attempts on a connection that refuses it: doubles up to the max.
 RESUBSCRIBE_MIN = 0.2
 RESUBSCRIBE_MAX = 10.0
@@ -104,6 +120,9 @@ class ServiceLink:
         self._last_seen: float | None = None  # time.time() of the service's last word (stream item, ping reply)
         self._subscribed = False
         self._stream_error: str | None = None
+        self._resolved: str | None = None  # `tcp://*`: the address this session's client last resolved to
+        self._standby: str | None = None  # the node this session reached, when it answered as a standby
+        self._moved_at = -math.inf  # time.monotonic() of the last move to the primary
         # Outbox: what the next flush sends to the group.
         self._out_snapshot = False
         self._out_events: list[dict] = []
@@ -181,6 +200,8 @@ class ServiceLink:
 
     async def request(self, type: str, body: dict | None = None, *, timeout: float = ACTION_TIMEOUT) -> dict:
         """One request to the service through this link's client; raises MessengerError within about `timeout`."""
+        if self._standby is not None:
+            raise MessengerUnavailable(f"{self._standby} is a standby, not the primary: looking for the primary")
         client = self._client
         if client is None:
             raise MessengerUnavailable(self._state.reason if self._state.status != "closed" else "not connected")
@@ -212,6 +233,7 @@ class ServiceLink:
         self._rtt_ms = None
         self._subscribed = False
         self._stream_error = None
+        self._resolved = self._standby = None
         self.status.clear()
         self._out_snapshot = self._out_link = False
         self._out_events, self._out_slots, self._out_dropped = [], {}, 0
@@ -240,7 +262,8 @@ class ServiceLink:
             config = await self._load_config()
             client = MessengerClient(
                 endpoint=config.endpoint, key=config.key, previous_keys=config.previous_keys, run_dir=config.run_dir,
-                resolver=local_resolver_async, request_timeout=ACTION_TIMEOUT, connect_timeout=CONNECT_TIMEOUT,
+                resolver=self._resolve, request_timeout=ACTION_TIMEOUT, connect_timeout=CONNECT_TIMEOUT,
+                keepalive_interval=KEEPALIVE_SECONDS, idle_timeout=SILENCE_SECONDS,
             )
             client.on_state_change = functools.partial(self._on_client_state, client)
             self._client = client
@@ -251,6 +274,7 @@ class ServiceLink:
                 group.create_task(self._stream_loop(client))
                 group.create_task(self._ping_loop(client))
                 group.create_task(self._settings_loop(client))
+                group.create_task(self._primary_loop())
         finally:
             if client is not None:
                 client.on_state_change = None
@@ -314,7 +338,12 @@ class ServiceLink:
     def _on_stream_item(self, item: dict) -> None:
         self._last_seen = time.time()
         if "snapshot" in item:
-            if not self.status.load(item["snapshot"]):
+            snapshot = item["snapshot"]
+            if self._note_role(snapshot.get("service") if isinstance(snapshot, dict) else None):
+                self._stream_error = f"{self._standby} is a standby: looking for the primary"
+                self._link_changed()
+                return
+            if not self.status.load(snapshot):
                 logger.warning("status link: malformed snapshot ignored")
                 return
             self._subscribed = True
@@ -324,14 +353,69 @@ class ServiceLink:
             self._out_events, self._out_slots = [], {}
             self._link_changed()
             return
+        events = item.get("events")
+        if self._follows_primary() and isinstance(events, list):
+            for event in events:
+                if isinstance(event, dict) and event.get("type") in (HEARTBEAT, SERVICE):
+                    self._note_role(event_data(event))
+            if self._standby is not None:
+                return  # a standby's events are not the primary's: the primary loop moves the link
         dropped = item.get("dropped")
         if isinstance(dropped, int) and not isinstance(dropped, bool) and dropped > 0:
             self._out_dropped += dropped
-        for event in self.status.apply(item.get("events")):
+        for event in self.status.apply(events):
             self._queue(event)
             if event["type"] == HEARTBEAT and self._note_service_fingerprint():
                 self._out_link = True
         self._out_wake.set()
+
+    def _note_role(self, info: Any) -> bool:
+        """Note whether the node this link reached (its info, or a service event) says it is a standby; True if so.
+
+        Only in `tcp://*` mode, which promises the primary: a fixed endpoint is whatever node it names.
+        """
+        if not isinstance(info, dict) or "role" not in info or not self._follows_primary():
+            return False
+        if info["role"] == STANDBY:
+            node = info.get("node")
+            self._standby = node if isinstance(node, str) and node else (self._resolved or "the service")
+            return True
+        if self._standby is not None:  # the standby became the primary: start over from its snapshot
+            self._standby = None
+            self.loop.call_soon(self.reconnect)
+        return False
+
+    def _follows_primary(self) -> bool:
+        return self._config is not None and self._config.endpoint.is_any_host
+
+    async def _resolve(self) -> str:
+        """The client's resolver: where `tcp://*` points now, remembered to tell when the primary moved."""
+        self._resolved = await local_resolver_async()
+        return self._resolved
+
+    async def _primary_loop(self) -> None:
+        """`tcp://*` mode: move to the primary when the registry names another node than the one this link
+        reached, or that node answers as a standby (then at most every STANDBY_RETRY_SECONDS)."""
+        while True:
+            await asyncio.sleep(PRIMARY_CHECK_SECONDS)
+            if not self._follows_primary() or self._resolved is None:
+                continue
+            try:
+                async with asyncio.timeout(DB_TIMEOUT):
+                    address = await database_sync_to_async(primary_address)()
+            except (TimeoutError, DatabaseError) as exc:
+                logger.debug("status link: the primary not looked up: %s", exc or "timed out")
+                continue
+            if address is not None and address != self._resolved:
+                reason = f"the primary is now at {address}"
+            elif self._standby is not None and time.monotonic() - self._moved_at >= STANDBY_RETRY_SECONDS:
+                reason = f"{self._standby} answers as a standby"
+            else:
+                continue
+            logger.info("status link: %s; connecting to the primary", reason)
+            self._moved_at = time.monotonic()
+            self.loop.call_soon(self.reconnect)  # a new session, outside this one (which it cancels)
+            return
 
     def _note_service_fingerprint(self) -> bool:
         """Take the service's fingerprint from its info; True if it changed."""
@@ -358,6 +442,7 @@ class ServiceLink:
                 fingerprint = reply.get("fingerprint")
                 if isinstance(fingerprint, str):
                     self._service_fingerprint = fingerprint
+                self._note_role(reply)
             self._link_changed()
             try:
                 async with asyncio.timeout(PING_INTERVAL):

@@ -69,13 +69,14 @@ asyncio.run(main())
 """
 
 
-def start_node(cluster: dict, name: str) -> ServiceProcess:
-    """Start service node `name` (its IP from IPS) with the slow runner; wait until it listens."""
+def start_node(cluster: dict, name: str, *, run_seconds: float = 0.2) -> ServiceProcess:
+    """Start service node `name` (its IP from IPS) with the slow runner (a run takes `run_seconds`); wait until it
+    listens."""
     data_dir = cluster["dir"] / name
     data_dir.mkdir(mode=0o700, exist_ok=True)  # a node refuses a data dir others can enter
     node = ServiceProcess(data_dir, DATABASE_URL=cluster["url"], PROGET_NODE_NAME=name, PROGET_NODE_IP=IPS[name],
                           PROGET_EXTRA_RUNNERS=SLOW_RUNNER, PROGET_TEST_RUN_LOG=str(cluster["dir"] / "runs.log"),
-                          PROGET_TEST_RUN_SECONDS="0.2")
+                          PROGET_TEST_RUN_SECONDS=str(run_seconds))
 
     def listening() -> bool:
         with socket.socket() as probe:
@@ -115,11 +116,11 @@ def json_lines(cluster: dict, log: str) -> list[dict]:
     return [json.loads(line) for line in lines if line.startswith("{")]
 
 
-def two_nodes(cluster: dict) -> tuple[ServiceProcess, ServiceProcess]:
+def two_nodes(cluster: dict, *, run_seconds: float = 0.2) -> tuple[ServiceProcess, ServiceProcess]:
     """svc-a (the primary) and svc-b (a standby that tried the lease at least once)."""
-    a = start_node(cluster, "svc-a")
+    a = start_node(cluster, "svc-a", run_seconds=run_seconds)
     wait_for(lambda: holder(cluster) == "svc-a", what="svc-a to become primary")
-    b = start_node(cluster, "svc-b")
+    b = start_node(cluster, "svc-b", run_seconds=run_seconds)
     time.sleep(2 * HEARTBEAT)  # b tries the lease at least once
     assert holder(cluster) == "svc-a", "the standby took a fresh lease"
     assert "is now the primary" not in b.log.read_text()

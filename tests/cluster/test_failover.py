@@ -1,8 +1,10 @@
 """Two real service nodes on one PostgreSQL database with `tcp://*:PORT`: one primary, failover on SIGKILL
-within FailoverStaleSeconds + one heartbeat, clients follow the new primary, and a paused (SIGSTOP) old
-primary that wakes claims and runs nothing (fencing). No trigger is lost or run twice."""
+within FailoverStaleSeconds + one heartbeat, on SIGTERM at the standby's next heartbeat, clients follow the new
+primary, and a paused (SIGSTOP) old primary that wakes claims, runs and records nothing (fencing): the new term's
+runner records stay as it wrote them. No trigger is lost or run twice."""
 from __future__ import annotations
 
+import re
 import signal
 import time
 
@@ -79,6 +81,28 @@ def test_the_standby_takes_over_a_killed_primary_and_clients_follow(cluster: dic
     b.stop()
 
 
+def test_a_cleanly_stopped_primary_hands_over_at_the_next_heartbeat(cluster: dict) -> None:
+    a, b = two_nodes(cluster)
+    count = 100
+    producer = background(cluster, PRODUCER, str(count), log="producer.log")
+    wait_for(lambda: len(runs(cluster)) >= 5, timeout=30, what="triggers to flow")
+    assert a.stop() == 0, a.log.read_text()[-3000:]
+    stopped = time.time()
+    wait_for(lambda: holder(cluster) == "svc-b", timeout=2 * HEARTBEAT + TAKEOVER_SLACK,
+             what="svc-b to take over at its next heartbeat")
+    assert time.time() - stopped <= 2 * HEARTBEAT + TAKEOVER_SLACK
+    assert producer.wait(timeout=120) == 0, (cluster["dir"] / "producer.log").read_text()[-2000:]
+    rows = assert_exactly_once(cluster, count)
+    assert any(row[3] == "svc-b" for row in rows)
+    ((reason,),) = query(cluster, "SELECT reason FROM indexer_failover WHERE to_node = 'svc-b'")
+    assert "released the lease" in reason, reason
+    log = a.log.read_text()
+    assert len(re.findall(r"svc-a steps down from primary \(lease token \d+\): service node stopping", log)) == 1, \
+        log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+    b.stop()
+
+
 def test_a_paused_primary_that_wakes_claims_and_runs_nothing(cluster: dict) -> None:
     a, b = two_nodes(cluster)
     count = 100
@@ -100,5 +124,46 @@ def test_a_paused_primary_that_wakes_claims_and_runs_nothing(cluster: dict) -> N
     assert late_claims == [], "the old primary claimed triggers after it woke"
     assert any(row[3] == "svc-b" for row in rows)
     assert holder(cluster) == "svc-b"
+    a.stop()
+    b.stop()
+
+
+# Long enough that svc-a's first run is under way when it is paused, and svc-b's run outlasts svc-a's waking.
+LONG_RUN_SECONDS = 12.0
+
+
+def _slow_record(cluster: dict) -> tuple:
+    """(running_node, running_since, last_started_at, last_result, last_error) of the slow runner's record."""
+    rows = query(cluster, "SELECT running_node, running_since, last_started_at, last_result, last_error "
+                          "FROM indexer_runnerrecord WHERE name = 'Test Slow'")
+    return rows[0] if rows else (None,) * 5
+
+
+def test_a_woken_primary_writes_nothing_into_the_new_terms_runner_records(cluster: dict) -> None:
+    a, b = two_nodes(cluster, run_seconds=LONG_RUN_SECONDS)
+    wait_for(lambda: _slow_record(cluster)[0] == "svc-a", what="svc-a's first run of the slow runner to be under way")
+    a.process.send_signal(signal.SIGSTOP)
+    wait_for(lambda: holder(cluster) == "svc-b", timeout=STALE + HEARTBEAT + TAKEOVER_SLACK + 1,
+             what="svc-b to take over from the paused svc-a")
+    # svc-b records svc-a's run as interrupted and starts the scheduled run again at once, under its own term.
+    wait_for(lambda: _slow_record(cluster)[0] == "svc-b", what="svc-b's run of the slow runner to be under way")
+    started = _slow_record(cluster)[1]
+    a.process.send_signal(signal.SIGCONT)
+    # Until svc-b's run ends, its record must keep saying so, whatever the woken svc-a does meanwhile.
+    seen = []
+    deadline = time.monotonic() + LONG_RUN_SECONDS + 30
+    while (record := _slow_record(cluster))[2] != started or record[1] is not None:
+        assert time.monotonic() < deadline, f"svc-b's run did not end: {record}"
+        if record[1] != started or record[0] != "svc-b":
+            seen.append(record)
+        time.sleep(0.05)
+    assert seen == [], f"the woken svc-a wrote into svc-b's runner record: {seen[:3]}"
+    assert record[3:] == ("ok", ""), record
+    assert query(cluster, "SELECT name FROM indexer_runnerrecord WHERE last_error = 'interrupted: service stopping'") \
+        == [], "the woken svc-a recorded its cancelled runs over the new term's records"
+    log = a.log.read_text()
+    assert log.count("steps down from primary") == 1, log[-3000:]
+    assert "Traceback" not in log and "LeaseLost" not in log, log[-3000:]
+    assert holder(cluster) == "svc-b" and a.process.poll() is None
     a.stop()
     b.stop()

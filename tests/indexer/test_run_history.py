@@ -187,7 +187,7 @@ def test_node_message_cleanup_deletes_runs_older_than_the_retention() -> None:
 def test_runs_left_running_are_failed_as_interrupted_when_a_term_begins() -> None:
     RunHistory.objects.create(runner="Cut", started_at=timezone.now(), node="gone-node")
     RunHistory.objects.create(runner="Cut", started_at=timezone.now(), node="n1", result="ok")
-    assert run_history_recover_interrupted() == 1
+    assert run_history_recover_interrupted(node="n2") == 1  # no lease in this process: unfenced
     cut = RunHistory.objects.get(node="gone-node")
     assert (cut.result, cut.error) == ("failed", "interrupted: service node gone-node stopped while it was running")
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from messenger.config import messenger_settings
 from messenger.crypto import generate_key
+from messenger.endpoint import parse_endpoint
+from messenger.errors import MessengerUnavailable
 from proget_web.advanced_settings.services import setting_set
 from proget_web.status import link as status_link
 from proget_web.status.link import EVENT_EVENTS, EVENT_SNAPSHOT, ServiceLink, service_link
@@ -133,6 +136,32 @@ def test_a_flood_beyond_the_bound_becomes_one_bounded_snapshot() -> None:
     assert [m["type"] for m in messages] == [EVENT_SNAPSHOT]
     sent = messages[0]["snapshot"]
     assert len(sent["logs"]) == LOG_LINES and sent["seq"] == 10 + status_link.MAX_PENDING_EVENTS * 3 - 1
+
+
+def test_following_the_primary_a_standbys_answers_are_not_taken_for_the_primarys() -> None:
+    async def main() -> None:
+        link = ServiceLink()
+        link._config = SimpleNamespace(endpoint=parse_endpoint("tcp://*:7400"), fingerprint=None)
+        standby = snapshot(seq=3)
+        standby["service"] = {**standby["service"], "role": "standby"}
+        link._on_stream_item({"snapshot": standby})
+        link._on_stream_item({"events": [log(4, "from the standby")]})
+        assert link.status.as_json() is None and not link.link_json()["subscribed"]
+        assert "standby" in link.link_json()["streamError"]
+        assert [m["type"] for m in link._take_outbox()] == [status_link.EVENT_LINK]
+        with pytest.raises(MessengerUnavailable, match="n1 is a standby"):
+            await link.request("runner.run", {"name": RUNNER})
+        # The node it reached may step down while the link is on it: from then on its events are not passed on.
+        link._standby = None
+        primary = snapshot(seq=3)
+        primary["service"] = {**primary["service"], "role": "primary"}
+        link._on_stream_item({"snapshot": primary})
+        link._take_outbox()
+        link._on_stream_item({"events": [event("service", 4, state="running", role="standby"), log(5)]})
+        assert link._take_outbox() == [] and link._standby == "the service"
+        assert link.status.as_json()["seq"] == 3
+
+    run(main())
 
 
 def test_a_new_link_does_nothing_until_a_viewer_joins() -> None:
