@@ -138,8 +138,14 @@ def _override_audit(*, node: str, old: str, new: str, actor: str, source: str) -
                                  changed_by=actor, source=source, version=settings_version_bump())
 
 
-def endpoint_override_change(*, node: str, value: str, actor: str, source: str = WEB_SOURCE) -> str:
-    """Set service node `node`'s own messenger endpoint ("" restores the cluster-wide one); one line for the user.
+@dataclass(frozen=True)
+class OverrideOutcome:
+    message: str  # one line for the user
+    refused: bool = False  # the node said it cannot apply it (the reason is in `message`)
+
+
+def endpoint_override_change(*, node: str, value: str, actor: str, source: str = WEB_SOURCE) -> OverrideOutcome:
+    """Set service node `node`'s own messenger endpoint ("" restores the cluster-wide one); what happened.
 
     Validated (InvalidEndpoint), stored in canonical form with an audit entry under a new settings version, in
     one transaction; then the node is nudged if it is the primary, and otherwise notices by polling.
@@ -151,12 +157,15 @@ def endpoint_override_change(*, node: str, value: str, actor: str, source: str =
     with transaction.atomic():
         old = node_endpoint_override_set(name=node, value=text)
         if old is None:
-            return f"The endpoint of {node} is unchanged."
+            return OverrideOutcome(f"The endpoint of {node} is unchanged.")
         _override_audit(node=node, old=old, new=text, actor=actor, source=source)
     logger.info("endpoint override of %s changed by %s via %s: %r -> %r", node, actor, source, old, text)
+    refused = False
     if nudge:
-        applied, _ = _service_told(previous=previous, version=settings_version(), node=node)
+        applied, refused = _service_told(previous=previous, version=settings_version(), node=node)
     else:
         applied = f"it applies it within {SETTINGS_POLL_HINT_SECONDS} s"
+    if refused:
+        return OverrideOutcome(f"{node} keeps its endpoint: {applied}.", refused=True)
     target = f"its own endpoint {text}" if text else "the cluster-wide endpoint"
-    return f"{node} now uses {target}; {applied}."
+    return OverrideOutcome(f"{node} now uses {target}; {applied}.")

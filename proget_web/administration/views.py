@@ -121,7 +121,7 @@ def cluster_node_endpoint(request: HttpRequest, node: str) -> HttpResponse:
             )
         except Node.DoesNotExist:  # removed since the form was shown
             raise Http404(f"no service node named {node!r}") from None
-        messages.success(request, outcome)
+        (messages.warning if outcome.refused else messages.success)(request, outcome.message)
         return redirect("cluster")
     context = {"node": target, "form": form, "cluster_endpoint": selectors.cluster_endpoint()}
     return render(request, "administration/cluster_endpoint.html", context, status=400 if form.errors else 200)

@@ -315,3 +315,16 @@ def test_messenger_settings_use_this_nodes_override_only(settings: object) -> No
     Node.objects.filter(name="svc-a").update(endpoint_override="")
     settings.NODE_NAME = "svc-a"
     assert str(messenger_settings().endpoint) == "tcp://127.0.0.1:7400"
+
+
+def test_an_override_the_primary_refuses_is_a_warning_not_a_success(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _node("svc-a", age=FRESH)
+    _holds_lease("svc-a", expires_in=10)  # the primary is nudged and asked how applying went
+    refusal = "the service refused it: cannot listen on tcp://*:7401 (Address already in use); staying on pipe://x"
+    monkeypatch.setattr("proget_web.administration.services._service_told", lambda **_: (refusal, True))
+    response = client.post(endpoint_url("svc-a"), {"endpoint": "tcp://*:7401"}, follow=True)
+    page = html.unescape(response.content.decode())
+    assert f'class="message warning" role="status">svc-a keeps its endpoint: {refusal}.' in page
+    assert "now uses" not in page

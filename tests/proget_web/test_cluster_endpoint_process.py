@@ -17,7 +17,7 @@ NODE = "svc-x"
 # What the Cluster page's form calls, from a process of the same machine (PROGET_NODE_NAME=NODE).
 OVERRIDE = """
 from proget_web.administration.services import endpoint_override_change
-print(endpoint_override_change(node={node!r}, value={value!r}, actor="admin"))
+print(endpoint_override_change(node={node!r}, value={value!r}, actor="admin").message)
 """
 
 
