@@ -82,8 +82,10 @@ def test_pip_reads_core_metadata_and_never_downloads_a_wheel_it_rejects(
     assert pip_resolve(base, "pkg-a", tmp_path / "report.json") == {"pkg-a": "1.0", "pkg-b": "1.0"}
     asked = fetched(access)[before:]
     assert "pkg_a-2.0-py3-none-any.whl.metadata" in asked  # pip learnt pkg-a 2.0's needs from its metadata
-    assert sorted(name for name in asked if not name.endswith(".metadata")) == [
-        "pkg_a-1.0-py3-none-any.whl", "pkg_b-1.0-py3-none-any.whl"]  # and never downloaded the wheel it rejected
+    # and never downloaded the wheel it rejected. (Whether it downloads the chosen ones depends on pip's version:
+    # pip 26 resolves a --dry-run from the metadata alone, pip 23 downloads them.)
+    assert {name for name in asked if not name.endswith(".metadata")} <= {
+        "pkg_a-1.0-py3-none-any.whl", "pkg_b-1.0-py3-none-any.whl"}
     assert all(asked.index(f"{name}.metadata") < asked.index(name) for name in asked if name.endswith(".whl"))
 
 
