@@ -163,3 +163,17 @@ def assert_exactly_once(cluster: dict, count: int, *, min_done: float = 0.75) ->
     done = sum(row[1] == "done" for row in rows)
     assert done >= count * min_done, f"only {done} of {count} done"
     return rows
+
+
+def interrupted_by_stop(cluster: dict) -> list[tuple]:
+    """Runner records that say a service node's stop cut their run short."""
+    return query(cluster, "SELECT name FROM indexer_runnerrecord WHERE last_error = 'interrupted: service stopping'")
+
+
+def assert_woken_node_did_nothing(cluster: dict, rows: list[tuple], name: str, pid: int, woke: float) -> None:
+    """Node `name` (process `pid`), woken at `woke` after its lease passed on, ran and claimed nothing since; `rows`
+    are the triggers (see triggers())."""
+    late_runs = [run for run in runs(cluster) if run[1] == pid and run[2] >= woke]
+    assert late_runs == [], f"{name} ran tasks after it woke"
+    late_claims = [row for row in rows if row[3] == name and row[4] is not None and row[4] >= woke]
+    assert late_claims == [], f"{name} claimed triggers after it woke"
