@@ -17,14 +17,18 @@ SLOW_RUNNER = "tests.indexer.slow_runner.SlowRunner"
 HEARTBEAT, STALE = 1, 3
 IPS = {"svc-a": "127.0.0.2", "svc-b": "127.0.0.3"}
 
-# Asks for ARGV[1] runs of the slow runner, as the Run button does; one JSON line per request. A Run while one is
-# still pending (e.g. while no primary answers) is that trigger again ("already queued"): see produced().
+# Asks for ARGV[1] runs of the slow runner, as the Run button does, or fewer if file ARGV[2] (optional) appears;
+# one JSON line per request. A Run while one is still pending (e.g. while no primary answers) is that trigger again
+# ("already queued"): see produced().
 PRODUCER = """
-import json, sys, time
+import json, pathlib, sys, time
 import django
 django.setup()
 from indexer.trigger_requests import trigger_request
+stop = pathlib.Path(sys.argv[2]) if len(sys.argv) > 2 else None
 for _ in range(int(sys.argv[1])):
+    if stop is not None and stop.exists():
+        break
     request = trigger_request(kind="runner.run", target="Test Slow", requested_by="producer")
     print(json.dumps({"id": request.trigger.id, "nudged": request.nudged, "message": request.message}), flush=True)
     time.sleep(0.03)

@@ -39,8 +39,8 @@ SLOW = "Test Slow"
 # Far beyond what the link needs (SILENCE_SECONDS, then one registry check and a connect), far below the 60 s
 # the messenger's idle timeout took before the link watched for silence itself.
 FOLLOW_TIMEOUT = 15.0
-# Run requests in the stream: at least 300 x 30 ms, longer than the wait for the first runs plus any takeover.
-STREAM = 300
+# Run requests in the stream at most (over 60 s); it stops once the new primary has run TRIGGERS_AFTER of them.
+STREAM, TRIGGERS_AFTER = 2000, 5
 
 FAIL: dict[str, Callable[[ServiceProcess], object]] = {
     "freeze": lambda node: node.process.send_signal(signal.SIGSTOP), "kill": ServiceProcess.kill,
@@ -98,6 +98,11 @@ def _runs_by(cluster: dict, pid: int) -> int:
     return sum(int(line.split()[1]) == pid for line in lines)
 
 
+def _trigger_runs_by(cluster: dict, pid: int) -> int:
+    """How many triggers process `pid` ran."""
+    return sum(run[1] == pid for run in runs(cluster))
+
+
 def _written_by(cluster: dict, node: str) -> list[tuple]:
     """Runner records that say `node` runs them, or that a stop cut their run short."""
     return query(cluster, f"SELECT name FROM indexer_runnerrecord WHERE running_node = '{node}'") + \
@@ -124,13 +129,13 @@ def test_viewers_on_both_web_nodes_follow_the_primary_while_triggers_stream(
                 for browser in logged_in(web_ports, ADMIN, PASSWORD).values()]
     try:
         read_until(watchers, lambda watcher: watcher.on("svc-a"), what="the viewers on svc-a")
-        producer = background(cluster, PRODUCER, str(STREAM), log="producer.log")
-        wait_for(lambda: len(runs(cluster)) >= 5, timeout=30, what="triggers to flow")
+        stop_stream = cluster["dir"] / "stop-stream"
+        producer = background(cluster, PRODUCER, str(STREAM), str(stop_stream), log="producer.log")
+        wait_for(lambda: len(runs(cluster)) >= 3, timeout=30, what="triggers to flow")
 
         FAIL[form](a)
         wait_for(lambda: holder(cluster) == "svc-b", timeout=STALE + 2 * HEARTBEAT + 3,
                  what=f"svc-b to take over ({form})")
-        assert producer.poll() is None, "the trigger stream ended before the takeover"
         read_until(watchers, lambda watcher: watcher.on("svc-b"), what="the viewers on svc-b")
         moved = [len(watcher.snapshots) for watcher in watchers]
 
@@ -139,10 +144,14 @@ def test_viewers_on_both_web_nodes_follow_the_primary_while_triggers_stream(
             wait_for(lambda: _written_by(cluster, "svc-a") == [], what="svc-b to take over the runner records")
             woke = time.time()
             a.process.send_signal(signal.SIGCONT)
-            written = _watch_records_until(cluster, "svc-a", lambda: producer.poll() is not None
-                                           and "steps down from primary" in a.log.read_text())
+            written = _watch_records_until(cluster, "svc-a", lambda: "steps down from primary" in a.log.read_text()
+                                           and _trigger_runs_by(cluster, b.process.pid) >= TRIGGERS_AFTER)
             assert written == [], f"the woken svc-a wrote into the new term's runner records: {written[:3]}"
-        assert producer.wait(timeout=120) == 0, (cluster["dir"] / "producer.log").read_text()[-2000:]
+        wait_for(lambda: _trigger_runs_by(cluster, b.process.pid) >= TRIGGERS_AFTER, timeout=30,
+                 what="the stream to go on on svc-b")
+        assert producer.poll() is None, "the trigger stream ended before the new primary ran its part"
+        stop_stream.touch()
+        assert producer.wait(timeout=30) == 0, (cluster["dir"] / "producer.log").read_text()[-2000:]
         rows = assert_exactly_once(cluster, produced(cluster))
         assert {row[3] for row in rows} == {"svc-a", "svc-b"}, "the stream did not run across the failover"
         if form == "freeze":
