@@ -17,14 +17,18 @@ SLOW_RUNNER = "tests.indexer.slow_runner.SlowRunner"
 HEARTBEAT, STALE = 1, 3
 IPS = {"svc-a": "127.0.0.2", "svc-b": "127.0.0.3"}
 
-# Asks for ARGV[1] runs of the slow runner, as the Run button does; one JSON line per request. A Run while one is
-# still pending (e.g. while no primary answers) is that trigger again ("already queued"): see produced().
+# Asks for ARGV[1] runs of the slow runner, as the Run button does, or fewer if file ARGV[2] (optional) appears;
+# one JSON line per request. A Run while one is still pending (e.g. while no primary answers) is that trigger again
+# ("already queued"): see produced().
 PRODUCER = """
-import json, sys, time
+import json, pathlib, sys, time
 import django
 django.setup()
 from indexer.trigger_requests import trigger_request
+stop = pathlib.Path(sys.argv[2]) if len(sys.argv) > 2 else None
 for _ in range(int(sys.argv[1])):
+    if stop is not None and stop.exists():
+        break
     request = trigger_request(kind="runner.run", target="Test Slow", requested_by="producer")
     print(json.dumps({"id": request.trigger.id, "nudged": request.nudged, "message": request.message}), flush=True)
     time.sleep(0.03)
@@ -163,3 +167,17 @@ def assert_exactly_once(cluster: dict, count: int, *, min_done: float = 0.75) ->
     done = sum(row[1] == "done" for row in rows)
     assert done >= count * min_done, f"only {done} of {count} done"
     return rows
+
+
+def interrupted_by_stop(cluster: dict) -> list[tuple]:
+    """Runner records that say a service node's stop cut their run short."""
+    return query(cluster, "SELECT name FROM indexer_runnerrecord WHERE last_error = 'interrupted: service stopping'")
+
+
+def assert_woken_node_did_nothing(cluster: dict, rows: list[tuple], name: str, pid: int, woke: float) -> None:
+    """Node `name` (process `pid`), woken at `woke` after its lease passed on, ran and claimed nothing since; `rows`
+    are the triggers (see triggers())."""
+    late_runs = [run for run in runs(cluster) if run[1] == pid and run[2] >= woke]
+    assert late_runs == [], f"{name} ran tasks after it woke"
+    late_claims = [row for row in rows if row[3] == name and row[4] is not None and row[4] >= woke]
+    assert late_claims == [], f"{name} claimed triggers after it woke"

@@ -13,10 +13,8 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-import secrets
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,8 +24,9 @@ import psycopg
 import pytest
 
 from proget_web.status.routing import STATUS_SOCKET_PATH
+from tests.cluster.web_pair import logged_in, two_web_nodes
 from tests.feeds.builders import wheel
-from tests.processes import ServiceProcess, free_port, manage, start_daphne, stop
+from tests.processes import ServiceProcess, free_port, manage
 from tests.web_clients import HOST, Browser, MiniWebSocket
 
 pytestmark = pytest.mark.slow
@@ -74,20 +73,11 @@ def web_cluster(tmp_path_factory: pytest.TempPathFactory, pg_database_url: str, 
     service = ServiceProcess(data_dir, PROGET_NODE_NAME="svc", PROGET_EXTRA_RUNNERS=SLOW_RUNNER,
                              PROGET_TEST_RUN_LOG=str(data_dir / "slow-runs.log"), PROGET_TEST_RUN_SECONDS="0.5",
                              **shared)
-    webs: list[subprocess.Popen] = []
-    ports: dict[str, int] = {}
-    secret = secrets.token_urlsafe(50)  # the same on every web node, so a session is valid on both
     try:
         service.start(ready=listening)
-        for name in ("web-a", "web-b"):
-            (root / name).mkdir(mode=0o700)
-            process, ports[name] = start_daphne(root / name, log=root / name / "daphne.log", PROGET_NODE_NAME=name,
-                                                DJANGO_SECRET_KEY=secret, REDIS_URL=redis_url, **shared)
-            webs.append(process)
-        yield WebCluster(database_url=pg_database_url, ports=ports)
+        with two_web_nodes(root, redis_url, **shared) as ports:
+            yield WebCluster(database_url=pg_database_url, ports=ports)
     finally:
-        for process in webs:
-            stop(process)
         if service.process is not None and service.process.poll() is None:
             service.stop(signal.SIGTERM)
 
@@ -165,9 +155,7 @@ def assert_same_events_exactly_once(viewers: list[Viewer]) -> list[dict]:
 @pytest.fixture
 def viewers(web_cluster: WebCluster) -> Iterator[tuple[dict[str, Browser], list[Viewer]]]:
     """The admin, logged in once on web-a, with a Service Status viewer on each web node (same session on both)."""
-    browsers = {name: Browser(port) for name, port in web_cluster.ports.items()}
-    browsers["web-a"].login(ADMIN, PASSWORD)
-    browsers["web-b"].cookies = dict(browsers["web-a"].cookies)
+    browsers = logged_in(web_cluster.ports, ADMIN, PASSWORD)
     opened = [Viewer(name, browser.websocket(f"/{STATUS_SOCKET_PATH}")) for name, browser in browsers.items()]
     try:
         wait_all(opened, lambda viewer: bool(viewer.snapshots), what="the first snapshot")
