@@ -112,6 +112,8 @@ async def _go_on(coro: Coroutine[Any, Any, None], awaiting: Any) -> None:
     """Drive a coroutine that _run_eagerly started, as a task would: wait for what it awaits, then resume it."""
     while True:
         cancel = False
+        if awaiting is not None:
+            awaiting._asyncio_future_blocking = False  # taken over, as a task takes the future its coroutine yields
         try:
             await (awaiting if awaiting is not None else asyncio.sleep(0))
         except asyncio.CancelledError:

@@ -336,3 +336,28 @@ def test_viewers_that_take_a_message_at_once_cost_no_task_and_waiting_ones_still
         assert fails.got == []
 
     run(main())
+
+
+def test_a_viewer_still_waiting_at_the_deadline_is_cancelled_where_it_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The delivery that waits past DELIVER_TIMEOUT sees CancelledError at its await (and may clean up there)."""
+    monkeypatch.setattr(status_link, "DELIVER_TIMEOUT", 0.2)
+
+    class Stuck:
+        cancelled = False
+
+        async def deliver(self, message: dict) -> None:
+            try:
+                await asyncio.get_running_loop().create_future()  # never resolved
+            except asyncio.CancelledError:
+                self.cancelled = True
+                raise
+
+    async def main() -> bool:
+        link = ServiceLink()
+        stuck = Stuck()
+        link._viewers.add(stuck)
+        await link._fan_out({"type": EVENT_EVENTS, "text": "{}"})
+        await asyncio.sleep(0)  # the cancelled task's last step
+        return stuck.cancelled
+
+    assert run(main())
