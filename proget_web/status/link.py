@@ -22,6 +22,7 @@ import functools
 import logging
 import math
 import time
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
 import orjson
@@ -96,6 +97,33 @@ class Viewer(Protocol):
 def _encode(message: dict) -> str:
     """A browser message as JSON text, encoded once for all viewers."""
     return orjson.dumps(message).decode()
+
+
+def _run_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+    """Run `coro` now up to its first wait: None if it finished (its exception raised), else a task that goes on."""
+    try:
+        awaiting = coro.send(None)
+    except StopIteration:
+        return None
+    return asyncio.get_running_loop().create_task(_go_on(coro, awaiting))
+
+
+async def _go_on(coro: Coroutine[Any, Any, None], awaiting: Any) -> None:
+    """Drive a coroutine that _run_eagerly started, as a task would: wait for what it awaits, then resume it."""
+    while True:
+        cancel = False
+        if awaiting is not None:
+            awaiting._asyncio_future_blocking = False  # taken over, as a task takes the future its coroutine yields
+        try:
+            await (awaiting if awaiting is not None else asyncio.sleep(0))
+        except asyncio.CancelledError:
+            cancel = awaiting is None or not awaiting.cancelled()  # else the coroutine sees the cancelled future
+        except BaseException:  # noqa: BLE001, S110 - the coroutine sees what it awaited raise when it resumes
+            pass
+        try:
+            awaiting = coro.throw(asyncio.CancelledError()) if cancel else coro.send(None)
+        except StopIteration:
+            return
 
 
 class ServiceLink:
@@ -541,15 +569,25 @@ class ServiceLink:
 
     async def _fan_out(self, message: dict) -> None:
         """Deliver `message` to all viewers at once; a stuck or closed one never holds up the others."""
-        # One task per viewer and one deadline for all (not a wait_for task and timer each): with 500 viewers this
-        # runs up to ten times a second on the loop that also answers the web's requests.
-        deliveries = [self.loop.create_task(viewer.deliver(message)) for viewer in self._viewers]
-        if not deliveries:
+        # Each delivery runs at once, in this task, up to its first wait: daphne writes a WebSocket message without
+        # waiting, so nearly every viewer is done there and costs no task. Only one that waits gets a task, and all
+        # of those share one deadline. With 500 viewers this runs up to ten times a second on the loop that also
+        # answers the web's requests (docs/PERFORMANCE.md, "Where daphne's time goes").
+        waiting: list[asyncio.Task[None]] = []
+        for viewer in tuple(self._viewers):
+            try:
+                task = _run_eagerly(viewer.deliver(message))
+            except Exception as exc:  # noqa: BLE001 - a closed viewer: the others still get the message
+                logger.debug("status link: a viewer missed a message: %s", exc)
+                continue
+            if task is not None:
+                waiting.append(task)
+        if not waiting:
             return
         try:
-            done, stuck = await asyncio.wait(deliveries, timeout=DELIVER_TIMEOUT)
+            done, stuck = await asyncio.wait(waiting, timeout=DELIVER_TIMEOUT)
         except asyncio.CancelledError:  # the session ends: nothing of this flush may outlive it
-            for task in deliveries:
+            for task in waiting:
                 task.cancel()
             raise
         for task in stuck:

@@ -302,3 +302,62 @@ def test_a_stuck_or_broken_viewer_never_holds_up_the_others(monkeypatch: pytest.
     got, took = run(main())
     assert got == [{"type": EVENT_EVENTS, "text": "{}"}]
     assert took < 1.0
+
+
+def test_viewers_that_take_a_message_at_once_cost_no_task_and_waiting_ones_still_get_it() -> None:
+    """A delivery runs in the flushing task up to its first wait (daphne writes at once: no task per viewer);
+    one that waits goes on by itself and finishes with its awaited result or error, as in a task of its own."""
+
+    class Viewer:
+        def __init__(self, wait: asyncio.Future | None = None, yields: bool = False) -> None:
+            self.wait, self.yields, self.got, self.tasks = wait, yields, [], []
+
+        async def deliver(self, message: dict) -> None:
+            self.tasks.append(asyncio.current_task())
+            if self.yields:
+                await asyncio.sleep(0)
+            if self.wait is not None:
+                message = {**message, "awaited": await self.wait}
+            self.got.append(message)
+
+    async def main() -> None:
+        link = ServiceLink()
+        loop = asyncio.get_running_loop()
+        resolved, failing = loop.create_future(), loop.create_future()
+        at_once, yields, waits, fails = Viewer(), Viewer(yields=True), Viewer(resolved), Viewer(failing)
+        link._viewers.update((at_once, yields, waits, fails))
+        loop.call_soon(resolved.set_result, 7)
+        loop.call_soon(failing.set_exception, ConnectionError("gone"))
+        flushing = asyncio.current_task()
+        await link._fan_out({"type": EVENT_EVENTS, "text": "{}"})
+        assert at_once.got == [{"type": EVENT_EVENTS, "text": "{}"}] and at_once.tasks == [flushing]
+        assert yields.got == [{"type": EVENT_EVENTS, "text": "{}"}]
+        assert waits.got == [{"type": EVENT_EVENTS, "text": "{}", "awaited": 7}]
+        assert fails.got == []
+
+    run(main())
+
+
+def test_a_viewer_still_waiting_at_the_deadline_is_cancelled_where_it_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The delivery that waits past DELIVER_TIMEOUT sees CancelledError at its await (and may clean up there)."""
+    monkeypatch.setattr(status_link, "DELIVER_TIMEOUT", 0.2)
+
+    class Stuck:
+        cancelled = False
+
+        async def deliver(self, message: dict) -> None:
+            try:
+                await asyncio.get_running_loop().create_future()  # never resolved
+            except asyncio.CancelledError:
+                self.cancelled = True
+                raise
+
+    async def main() -> bool:
+        link = ServiceLink()
+        stuck = Stuck()
+        link._viewers.add(stuck)
+        await link._fan_out({"type": EVENT_EVENTS, "text": "{}"})
+        await asyncio.sleep(0)  # the cancelled task's last step
+        return stuck.cancelled
+
+    assert run(main())
