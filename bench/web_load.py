@@ -55,10 +55,10 @@ SLOW_RUNNER_NAME = "Test Slow"
 SOCKET_PATH = "/ws/administration/service"
 # A Run works 5 ms: at 25 Runs/s most start and some find the runner busy (both are correct answers).
 RUN_SECONDS = "0.005"
-# Reindex clicks in flight at once: that many users; Django runs sync views one at a time anyway.
+# Reindex clicks in flight at once: that many users (each sync view gets a thread; they share one interpreter lock).
 HTTP_WORKERS = 8
-# Reindex POSTs are the expensive path (Django runs sync views one at a time; each writes the trigger, nudges the
-# service over a fresh messenger connection and saves the session's message): one daphne fanning out to 500 viewers
+# Reindex POSTs are the expensive path (each writes the trigger, nudges the service and saves the session's
+# message, in a thread beside the fan-out to the viewers): one daphne fanning out to 500 viewers
 # answers ~20 of them per second on an idle 2-core VM but only ~1.5-2.5 with other suites running beside it, as in CI
 # (docs/PERFORMANCE.md), so 2% of 50/s = 1/s; the Runs go over the web's long-lived link.
 REINDEX_SHARE = 0.02
