@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from messenger.client_link import CONNECTION_LOST, KEY_MISMATCH, Link
-from messenger.endpoint import Endpoint, socket_path
+from messenger.endpoint import Endpoint, host_port, socket_path
 from messenger.errors import KeyMismatch, MessengerUnavailable, RequestTimeout
 from messenger.limits import (
     CONNECT_TIMEOUT,
@@ -244,10 +244,7 @@ class MessengerClient:
                 host = await host
             if host is None:
                 raise MessengerUnavailable("no primary service node is known")
-        if path is not None:
-            target = str(path)
-        else:
-            target = f"[{host}]:{endpoint.port}" if ":" in host else f"{host}:{endpoint.port}"
+        target = str(path) if path is not None else host_port(host, endpoint.port)
         try:
             async with asyncio.timeout(self.connect_timeout):
                 for tried, key in enumerate(keys, 1):

@@ -47,12 +47,8 @@ class Endpoint:
         if self.kind == "pipe":
             return f"{_PIPE}{self.name}"
         if self.host is None:
-            host = _ANY_HOST
-        elif ":" in self.host:
-            host = f"[{self.host}]"
-        else:
-            host = self.host
-        return f"{_TCP}{host}:{self.port}"
+            return f"{_TCP}{_ANY_HOST}:{self.port}"
+        return f"{_TCP}{host_port(self.host, self.port)}"
 
     def __str__(self) -> str:
         return self.display
@@ -149,3 +145,8 @@ def _shown(text: str) -> str:
     if len(text) > _MAX_SHOWN_CHARS:
         text = text[:_MAX_SHOWN_CHARS] + "..."
     return repr(text)
+
+
+def host_port(host: str, port: int) -> str:
+    """HOST:PORT, with an IPv6 address in brackets ("[::1]:7400"), as in URLs and endpoints."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -24,7 +24,7 @@ from messenger import limits
 from messenger.admission import HandshakeBudget
 from messenger.allowlist import IPNetwork, ip_allowed
 from messenger.crypto import RetiredKey
-from messenger.endpoint import Endpoint, socket_path
+from messenger.endpoint import Endpoint, host_port, socket_path
 from messenger.errors import MessengerError
 from messenger.fair import FairSlots
 from messenger.limits import PROTOCOL_VERSION, REJECT_LOG_MAX_KEYS
@@ -155,7 +155,7 @@ class MessengerServer:
         if self._socket_file is not None:
             return str(self._socket_file[0])
         host, port = self._server.sockets[0].getsockname()[:2]
-        return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
+        return f"tcp://{host_port(host, port)}"
 
     # --- live reconfiguration ---
 

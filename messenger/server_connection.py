@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from messenger.admission import source_of
 from messenger.allowlist import ip_allowed
+from messenger.endpoint import host_port
 from messenger.errors import LocalProtocolError, RemoteProtocolError
 from messenger.protocol import (
     Cancel,
@@ -140,7 +141,7 @@ class ServerConnection(asyncio.Protocol):
         peername = transport.get_extra_info("peername")
         if isinstance(peername, tuple):
             self.peer_ip = peername[0]
-            self.peer = f"[{peername[0]}]:{peername[1]}" if ":" in peername[0] else f"{peername[0]}:{peername[1]}"
+            self.peer = host_port(peername[0], peername[1])
         # Both checks happen before anything is read: a refused peer never reaches the parser.
         if self.peer_ip is not None and not ip_allowed(self.peer_ip, server.allowed_ips):
             self._refuse("ip-not-allowed")

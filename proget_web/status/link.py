@@ -33,7 +33,7 @@ from api.metrics import status_link_rtt_observe
 from indexer.cluster import primary_address
 from messenger.client import ClientState, MessengerClient
 from messenger.config import MessengerSettings, last_resolved_address, local_resolver_async, messenger_settings
-from messenger.endpoint import socket_path
+from messenger.endpoint import host_port, socket_path
 from messenger.errors import MessengerError, MessengerUnavailable, RequestTimeout
 from proget_web.advanced_settings.push import settings_listener
 from proget_web.status.state import HEARTBEAT, RUNNER, SERVICE, ServiceStatus, event_data
@@ -606,7 +606,7 @@ class ServiceLink:
         if endpoint.kind == "pipe":
             return str(socket_path(endpoint, config.run_dir))
         host = endpoint.host if not endpoint.is_any_host else last_resolved_address()  # no lookup in the loop
-        return f"[{host}]:{endpoint.port}" if ":" in host else f"{host}:{endpoint.port}"
+        return host_port(host, endpoint.port)
 
 
 _link: ServiceLink | None = None

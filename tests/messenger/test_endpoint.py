@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from messenger.endpoint import Endpoint, parse_endpoint, socket_path
+from messenger.endpoint import Endpoint, host_port, parse_endpoint, socket_path
 from messenger.errors import InvalidEndpoint
 
 MESSAGE = "Service.MessengerEndpoint must be empty, pipe://NAME, tcp://HOST:PORT or tcp://*:PORT (got {!r}: {})"
@@ -162,3 +162,10 @@ def test_socket_path():
     assert socket_path(parse_endpoint("pipe://web-2"), Path("/d/run")) == Path("/d/run/web-2.sock")
     with pytest.raises(ValueError):
         socket_path(parse_endpoint("tcp://h:1"), Path("/d/run"))
+
+
+@pytest.mark.parametrize(("host", "port", "text"), [
+    ("127.0.0.1", 7400, "127.0.0.1:7400"), ("::1", 7400, "[::1]:7400"), ("svc.example", 1, "svc.example:1"),
+])
+def test_host_port_brackets_an_ipv6_address(host: str, port: int, text: str) -> None:
+    assert host_port(host, port) == text
