@@ -23,6 +23,7 @@ from api.service import service_request
 from api.trigger_access import trigger_visible
 from feeds.selectors import feed_get
 from indexer.models import Trigger
+from indexer.runner_requests import RUNNER_NAME_MAX, RUNNER_REQUESTS, runner_name_valid
 from indexer.trigger_requests import trigger_request
 from indexer.triggers import TriggerError, trigger_get
 from messenger.errors import MessengerError, MessengerUnavailable, RemoteError
@@ -33,13 +34,10 @@ from proget_web.advanced_settings.selectors import mask, settings_list, settings
 logger = logging.getLogger(__name__)
 
 API_SOURCE = "api"
-# Runner names are short display names ("Feed Indexing"); the status page refuses longer ones the same way.
-MAX_RUNNER_NAME = 200
 # Ids are 64-bit database keys; a longer number is no trigger (and must not reach the database driver).
 MAX_ID = 2**63 - 1
 # The service's log lines a status request may ask for (the service itself caps it at 200).
 MAX_STATUS_LOGS = 200
-RUNNER_REQUESTS = {"pause": "runner.pause", "resume": "runner.resume"}
 # The spellings of a boolean query parameter: OpenAPI's true/false, and 1/0, yes/no as people type them.
 FLAG_VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
@@ -125,8 +123,8 @@ def service_status_view(request: HttpRequest, *, key: ApiKey) -> HttpResponse:
 def runner_action_view(request: HttpRequest, *, key: ApiKey, name: str, action: str) -> HttpResponse:
     """Run, pause or resume a task runner. Run queues a durable trigger as every Run does (202, even with the
     service down); pause and resume ask the service and need it reachable."""
-    if not name.strip() or len(name) > MAX_RUNNER_NAME:
-        raise ApiError(f"a runner name is 1-{MAX_RUNNER_NAME} characters", status=400)
+    if not runner_name_valid(name):
+        raise ApiError(f"a runner name is 1-{RUNNER_NAME_MAX} characters", status=400)
     if action == "run":
         return _trigger_response(Trigger.Kind.RUNNER_RUN, name, key)
     reply = _service_reply(RUNNER_REQUESTS[action], {"name": name})

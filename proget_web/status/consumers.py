@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from indexer.models import Trigger
+from indexer.runner_requests import RUNNER_NAME_MAX, RUNNER_REQUESTS, runner_name_valid
 from indexer.trigger_requests import TriggerRequest, trigger_request
 from indexer.triggers import TriggerError
 from messenger.errors import MessengerError, MessengerUnavailable, RemoteError
@@ -38,12 +39,9 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_EXPIRED = 4408
 # A client message is a small JSON object; anything bigger is refused before parsing.
 MAX_MESSAGE_BYTES = 4096
-# Runner names are short display names ("Feed Indexing"); a longer one is a malformed message.
-MAX_RUNNER_NAME = 200
 
 # Client -> server actions. Run goes through the trigger core (see _run); the others are the service request named.
 RUN = "run"
-RUNNER_REQUESTS = {"pause": "runner.pause", "resume": "runner.resume"}
 RUNNER_ACTIONS = frozenset({RUN, *RUNNER_REQUESTS})
 RESTART = "restart"
 RECONNECT = "reconnect"
@@ -93,8 +91,8 @@ def parse_action(content: Any) -> dict[str, Any]:
         raise ActionError("'id' must be a whole number")
     if action in RUNNER_ACTIONS:
         runner = content.get("runner")
-        if not isinstance(runner, str) or not runner.strip() or len(runner) > MAX_RUNNER_NAME:
-            raise ActionError(f"'runner' must be a runner name (1-{MAX_RUNNER_NAME} characters)")
+        if not runner_name_valid(runner):
+            raise ActionError(f"'runner' must be a runner name (1-{RUNNER_NAME_MAX} characters)")
     return dict(content)
 
 

@@ -1,0 +1,14 @@
+"""What a caller (the Status page, the JSON API) may ask of a task runner by name: one rule for every caller."""
+from __future__ import annotations
+
+from indexer.models import TARGET_MAX_LENGTH
+
+# Runner names are short display names ("Feed Indexing"); a Run's trigger names its runner in Trigger.target.
+RUNNER_NAME_MAX = TARGET_MAX_LENGTH
+# Each runner action other than Run (which goes through the trigger core) and the service request it becomes.
+RUNNER_REQUESTS = {"pause": "runner.pause", "resume": "runner.resume"}
+
+
+def runner_name_valid(name: object) -> bool:
+    """True for a runner name a caller may send: a string of 1 to RUNNER_NAME_MAX characters, not only blanks."""
+    return isinstance(name, str) and bool(name.strip()) and len(name) <= RUNNER_NAME_MAX
