@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from indexer.models import Trigger
 from indexer.triggers import triggers_pending_count
 from messenger.errors import MessengerError
+from messenger.messages import STATUS_SNAPSHOT
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class ServiceCollector(Collector):
 
         yield from self._queue()
         try:
-            snapshot = service_request("status.snapshot", body={"logs": 0}, timeout=SCRAPE_TIMEOUT)
+            snapshot = service_request(STATUS_SNAPSHOT, body={"logs": 0}, timeout=SCRAPE_TIMEOUT)
         except MessengerError as exc:
             logger.info("metrics: service snapshot not available: %s", getattr(exc, "reason", None) or exc)
             snapshot = None

@@ -27,6 +27,7 @@ from indexer.runner_requests import RUNNER_NAME_MAX, RUNNER_REQUESTS, runner_nam
 from indexer.trigger_requests import trigger_request
 from indexer.triggers import TriggerError, trigger_get
 from messenger.errors import MessengerError, MessengerUnavailable, RemoteError
+from messenger.messages import STATUS_SNAPSHOT
 from proget_web.administration.services import setting_change
 from proget_web.advanced_settings.registry import SettingValueError, UnknownSetting
 from proget_web.advanced_settings.selectors import mask, settings_list, settings_version
@@ -116,7 +117,7 @@ def service_status_view(request: HttpRequest, *, key: ApiKey) -> HttpResponse:
     logs_text = request.GET.get("logs", "0")
     if not logs_text.isascii() or not logs_text.isdigit() or int(logs_text) > MAX_STATUS_LOGS:
         raise ApiError(f"'logs' must be a whole number from 0 to {MAX_STATUS_LOGS}", status=400)
-    return JsonResponse(_service_reply("status.snapshot", {"logs": int(logs_text)}))
+    return JsonResponse(_service_reply(STATUS_SNAPSHOT, {"logs": int(logs_text)}))
 
 
 @api_endpoint(scopes=["service:control"], methods=["POST"])

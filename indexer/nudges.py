@@ -30,11 +30,11 @@ from messenger.config import (
     messenger_settings,
 )
 from messenger.errors import MessengerError, MessengerUnavailable
+from messenger.messages import TRIGGER_NUDGE
 from proget_web.advanced_settings.models import SettingValue
 
 logger = logging.getLogger(__name__)
 
-NUDGE = "trigger.nudge"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,7 +89,7 @@ class Nudger:
 
     async def _send(self, client: MessengerClient, trigger_id: int, timeout: float) -> dict:
         try:
-            return await client.request(NUDGE, {"id": trigger_id}, timeout=timeout)
+            return await client.request(TRIGGER_NUDGE, {"id": trigger_id}, timeout=timeout)
         except MessengerError as exc:
             logger.info("trigger %s not nudged (it waits for Trigger Dispatch): %s", trigger_id,
                         getattr(exc, "reason", None) or exc)

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from indexer.models import TARGET_MAX_LENGTH
+from messenger.messages import RUNNER_PAUSE, RUNNER_RESUME
 
 # Runner names are short display names ("Feed Indexing"); a Run's trigger names its runner in Trigger.target.
 RUNNER_NAME_MAX = TARGET_MAX_LENGTH
 # Each runner action other than Run (which goes through the trigger core) and the service request it becomes.
-RUNNER_REQUESTS = {"pause": "runner.pause", "resume": "runner.resume"}
+RUNNER_REQUESTS = {"pause": RUNNER_PAUSE, "resume": RUNNER_RESUME}
 
 
 def runner_name_valid(name: object) -> bool:

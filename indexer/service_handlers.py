@@ -14,6 +14,17 @@ from asgiref.sync import sync_to_async
 from indexer.runner import UnknownRunner
 from indexer.tasks.trigger_dispatch import triggers_dispatch
 from indexer.triggers import trigger_whereabouts
+from messenger.messages import (
+    CONFIG_CHANGED,
+    PING,
+    RUNNER_PAUSE,
+    RUNNER_RESUME,
+    RUNNER_RUN,
+    SERVICE_RESTART,
+    STATUS_SNAPSHOT,
+    STATUS_SUBSCRIBE,
+    TRIGGER_NUDGE,
+)
 from messenger.server import RequestContext
 
 if TYPE_CHECKING:
@@ -48,18 +59,18 @@ class ServiceHandlers:
 
     def requests(self) -> dict:
         return {
-            "ping": self.ping,
-            "status.snapshot": self.status_snapshot,
-            "trigger.nudge": self.trigger_nudge,
-            "runner.run": self.runner_run,
-            "runner.pause": self.runner_pause,
-            "runner.resume": self.runner_resume,
-            "service.restart": self.service_restart,
-            "config.changed": self.config_changed,
+            PING: self.ping,
+            STATUS_SNAPSHOT: self.status_snapshot,
+            TRIGGER_NUDGE: self.trigger_nudge,
+            RUNNER_RUN: self.runner_run,
+            RUNNER_PAUSE: self.runner_pause,
+            RUNNER_RESUME: self.runner_resume,
+            SERVICE_RESTART: self.service_restart,
+            CONFIG_CHANGED: self.config_changed,
         }
 
     def streams(self) -> dict:
-        return {"status.subscribe": self.status_subscribe}
+        return {STATUS_SUBSCRIBE: self.status_subscribe}
 
     def ping(self, body: dict, ctx: RequestContext) -> dict:
         info = self.node.info()

@@ -20,6 +20,7 @@ from indexer.tasks.feeds import feed_exists
 from indexer.triggers import TriggerError, trigger_create
 from messenger.config import service_call
 from messenger.errors import MessengerError, MessengerUnavailable
+from messenger.messages import TRIGGER_NUDGE
 
 # A nudge is a courtesy: the page or command waits this long at most, then the poll takes over.
 NUDGE_TIMEOUT = 2.0
@@ -69,7 +70,7 @@ def trigger_request(*, kind: str, target: str, requested_by: str, wait: bool = T
     trigger, already_queued = trigger_queue(kind=kind, target=target, requested_by=requested_by)
     if wait:
         try:
-            reply = service_call("trigger.nudge", body={"id": trigger.id}, timeout=NUDGE_TIMEOUT)
+            reply = service_call(TRIGGER_NUDGE, body={"id": trigger.id}, timeout=NUDGE_TIMEOUT)
         except MessengerError as exc:
             reason = exc.reason if isinstance(exc, MessengerUnavailable) else str(exc)
             return _queued(trigger, reason, already_queued=already_queued)

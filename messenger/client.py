@@ -35,6 +35,7 @@ from messenger.limits import (
     RECONNECT_BACKOFF_MIN,
     REQUEST_TIMEOUT,
 )
+from messenger.messages import PING
 from messenger.protocol import Connection, Role
 
 __all__ = ["ClientState", "MessengerClient", "Subscription", "call"]
@@ -138,7 +139,7 @@ class MessengerClient:
     async def ping(self) -> float:
         """Round-trip time of one `ping`, in seconds."""
         started = time.perf_counter()
-        await self.request("ping")
+        await self.request(PING)
         return time.perf_counter() - started
 
     def start(self) -> None:

@@ -24,6 +24,7 @@ from messenger.client import call
 from messenger.crypto import RetiredKey, generate_key, key_fingerprint, parse_key
 from messenger.endpoint import Endpoint, parse_endpoint
 from messenger.errors import MessengerError
+from messenger.messages import CONFIG_CHANGED
 from proget_web.advanced_settings.models import RetiredValue, SettingValue
 from proget_web.advanced_settings.registry import setting_definition
 from proget_web.advanced_settings.selectors import settings_version
@@ -219,7 +220,7 @@ def config_changed_notify(*, previous: MessengerSettings | None, timeout: float 
     reason = "no usable messenger settings"
     for config in dict.fromkeys(attempts):
         try:
-            service_call("config.changed", timeout=timeout, config=config)
+            service_call(CONFIG_CHANGED, timeout=timeout, config=config)
             return SERVICE_TOLD
         except MessengerError as exc:
             reason = getattr(exc, "reason", str(exc))

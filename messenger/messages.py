@@ -15,17 +15,28 @@ import orjson
 from messenger.errors import LocalProtocolError, RemoteProtocolError
 from messenger.limits import BATCH_ITEM_PREFIX_BYTES, ENVELOPE_HEADER_BYTES, MAX_BATCH_ENVELOPES
 
+# The message types, one constant each for callers and handlers.
+PING = "ping"
+STATUS_SNAPSHOT = "status.snapshot"
+STATUS_SUBSCRIBE = "status.subscribe"
+TRIGGER_NUDGE = "trigger.nudge"
+RUNNER_RUN = "runner.run"
+RUNNER_PAUSE = "runner.pause"
+RUNNER_RESUME = "runner.resume"
+SERVICE_RESTART = "service.restart"
+CONFIG_CHANGED = "config.changed"
+
 # The allowlist; a type's wire code is its position starting at 1. The order is part of v1.
 MESSAGE_TYPES: tuple[str, ...] = (
-    "ping",
-    "status.snapshot",
-    "status.subscribe",
-    "trigger.nudge",
-    "runner.run",
-    "runner.pause",
-    "runner.resume",
-    "service.restart",
-    "config.changed",
+    PING,
+    STATUS_SNAPSHOT,
+    STATUS_SUBSCRIBE,
+    TRIGGER_NUDGE,
+    RUNNER_RUN,
+    RUNNER_PAUSE,
+    RUNNER_RESUME,
+    SERVICE_RESTART,
+    CONFIG_CHANGED,
 )
 
 

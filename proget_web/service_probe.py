@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 from messenger.client import MessengerClient
 from messenger.config import local_resolver_async, messenger_settings
 from messenger.errors import MessengerError, MessengerUnavailable
+from messenger.messages import PING
 
 # A page render waits at most this long for the service; the messenger is non-essential.
 PROBE_TIMEOUT = 1.0
@@ -34,7 +35,7 @@ async def service_probe() -> ServiceProbe:
     )
     started = time.perf_counter()
     try:
-        reply = await client.request("ping", timeout=PROBE_TIMEOUT)
+        reply = await client.request(PING, timeout=PROBE_TIMEOUT)
     except MessengerUnavailable as exc:
         return ServiceProbe(ok=False, detail=f"not reachable: {exc.reason}")
     except MessengerError as exc:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from indexer.tasks.feed_indexing import FeedIndexing
 from messenger.config import service_call
 from messenger.errors import MessengerError, MessengerUnavailable
+from messenger.messages import STATUS_SNAPSHOT
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class RunnerProgress:
 def feed_indexing_progress() -> RunnerProgress:
     """Feed Indexing's state and progress from the service's status snapshot (no log lines)."""
     try:
-        snapshot = service_call("status.snapshot", body={"logs": 0}, timeout=PROGRESS_TIMEOUT)
+        snapshot = service_call(STATUS_SNAPSHOT, body={"logs": 0}, timeout=PROGRESS_TIMEOUT)
     except MessengerUnavailable as exc:
         return RunnerProgress(reachable=False, reason=exc.reason)
     except MessengerError as exc:  # a malformed key or endpoint, a refused request: still only a degraded page

@@ -25,6 +25,7 @@ from indexer.runner_requests import RUNNER_NAME_MAX, RUNNER_REQUESTS, runner_nam
 from indexer.trigger_requests import TriggerRequest, trigger_request
 from indexer.triggers import TriggerError
 from messenger.errors import MessengerError, MessengerUnavailable, RemoteError
+from messenger.messages import SERVICE_RESTART
 from proget_web.session_sockets import session_socket_add, session_socket_remove, session_user
 from proget_web.status.link import EVENT_SNAPSHOT, ServiceLink, service_link
 
@@ -192,7 +193,7 @@ class ServiceStatusConsumer(AsyncJsonWebsocketConsumer):
             await self._run(message)
             return
         if action == RESTART:
-            type, body = "service.restart", {}
+            type, body = SERVICE_RESTART, {}
         else:
             type, body = RUNNER_REQUESTS[action], {"name": message["runner"]}
         try:

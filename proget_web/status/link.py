@@ -35,6 +35,7 @@ from messenger.client import ClientState, MessengerClient
 from messenger.config import MessengerSettings, last_resolved_address, local_resolver_async, messenger_settings
 from messenger.endpoint import host_port, socket_path
 from messenger.errors import MessengerError, MessengerUnavailable, RequestTimeout
+from messenger.messages import PING, STATUS_SUBSCRIBE
 from proget_web.advanced_settings.push import settings_listener
 from proget_web.status.state import HEARTBEAT, RUNNER, SERVICE, ServiceStatus, event_data
 
@@ -49,7 +50,6 @@ EVENT_LINK = "status.link"  # {"link": {...}}: the link's own connection state
 BROWSER_EVENTS = "events"  # {"events": [...], "dropped": n}
 BROWSER_LINK = "link"  # {"link": {...}}
 
-SUBSCRIBE = "status.subscribe"
 
 # Absorbs a page reload: the stream stays open this long after the last viewer left.
 LINGER_SECONDS = 2.0
@@ -346,7 +346,7 @@ class ServiceLink:
         while True:
             await self._connected.wait()  # client.start() reconnects with backoff; we follow it
             try:
-                async with client.subscribe(SUBSCRIBE) as items:
+                async with client.subscribe(STATUS_SUBSCRIBE) as items:
                     self.subscriptions_opened += 1
                     async for item in items:
                         self._on_stream_item(item)
@@ -460,7 +460,7 @@ class ServiceLink:
             self._new_connection.clear()
             started = time.perf_counter()
             try:
-                reply = await client.request("ping", timeout=PING_TIMEOUT)
+                reply = await client.request(PING, timeout=PING_TIMEOUT)
             except MessengerError:
                 self._rtt_ms = None
             else:

@@ -14,6 +14,7 @@ from indexer.trigger_requests import trigger_request
 from indexer.triggers import TriggerError
 from messenger.config import service_call
 from messenger.errors import MessengerError, MessengerUnavailable
+from messenger.messages import PING, STATUS_SNAPSHOT
 from proget_web.cli import ActionCommand
 
 
@@ -46,7 +47,7 @@ class Command(ActionCommand):
 
     def _ping(self, *, timeout: float, **_: object) -> None:
         started = time.perf_counter()
-        reply = service_call("ping", timeout=timeout)
+        reply = service_call(PING, timeout=timeout)
         elapsed_ms = (time.perf_counter() - started) * 1000
         self.stdout.write(
             f"pong from {reply.get('node')} ({reply.get('role', 'service')}, version {reply.get('version')}, "
@@ -55,7 +56,7 @@ class Command(ActionCommand):
         )
 
     def _status(self, *, timeout: float, **_: object) -> None:
-        snapshot = service_call("status.snapshot", timeout=timeout, body={"logs": 0})
+        snapshot = service_call(STATUS_SNAPSHOT, timeout=timeout, body={"logs": 0})
         service = snapshot["service"]
         self.stdout.write(f"service {service['node']} (version {service['version']}) up {service['uptime']} s "
                           f"on {service['endpoint']}, key {service['fingerprint']}")
