@@ -41,6 +41,9 @@ from messenger.protocol import Connection, Role
 __all__ = ["ClientState", "MessengerClient", "Subscription", "call"]
 
 logger = logging.getLogger(__name__)
+# The reconnect jitter's own generator: drawing from it leaves the global `random` state alone (which tests and
+# Hypothesis seed), even from a client still reconnecting in a background thread.
+_JITTER = random.Random()
 
 # Where `tcp://*:PORT` points (the primary's IP, None: unknown); an async one, awaited, never blocks the loop.
 Resolver = Callable[[], str | None] | Callable[[], Awaitable[str | None]]
@@ -316,7 +319,7 @@ class MessengerClient:
                 # Full jitter: sleep uniform(0, min(max, min * 2**n)); a reconfigure wakes us at once.
                 ceiling = min(self._backoff_cap(), self.backoff_min * 2 ** min(failures, 32))
                 failures += 1
-                await self._sleep(random.uniform(0, ceiling))
+                await self._sleep(_JITTER.uniform(0, ceiling))
                 continue
             failures = 0
             await self._keep_alive(link)
