@@ -11,7 +11,7 @@ from django.http import HttpRequest
 
 from api.endpoint import ApiError, key_required, text_field
 from api.keys import MESSENGER_KEY
-from messenger.config import KEY_SETTING
+from indexer.messenger_config import KEY_SETTING
 
 CONFIRMATION_NEEDED = (
     "Nothing changed: send confirm=yes as well. Every node switches to the new key, "

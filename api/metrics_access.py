@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from messenger.allowlist import ip_allowed, parse_allowed_ips
-from proget_web.advanced_settings.selectors import setting_get
+from settings_store.selectors import setting_get
 
 logger = logging.getLogger(__name__)
 

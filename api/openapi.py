@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import proget_web
+import node_base
 from api.models import SCOPES
 
 # Routes of api/urls.py that are deliberately not part of the API description.
@@ -293,7 +293,7 @@ DESCRIPTION: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {
         "title": "Package server API",
-        "version": proget_web.__version__,
+        "version": node_base.__version__,
         "description": "Settings, service control, feed reindexing and metrics. Every error is JSON "
         "`{\"error\": \"...\"}`, unknown paths (404) and server errors (500) included; HEAD is answered "
         "wherever GET is. Scopes: " + "; ".join(f"`{name}` ({text})" for name, text in SCOPES) + ".",

@@ -1,6 +1,6 @@
 """Requests from API views and the metrics scrape to the service node, timed for the round-trip histogram.
 
-A thin layer over messenger.config.service_call (one connection per request, closed after the reply);
+A thin layer over indexer.messenger_config.service_call (one connection per request, closed after the reply);
 it raises exactly what service_call raises.
 """
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from api import metrics
-from messenger.config import service_call
+from indexer.messenger_config import service_call
 
 # An API client or a scraper waits this long at most for the service; a local service answers in milliseconds.
 SERVICE_TIMEOUT = 2.0

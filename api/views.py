@@ -29,8 +29,8 @@ from indexer.triggers import TriggerError, trigger_get
 from messenger.errors import MessengerError, MessengerUnavailable, RemoteError
 from messenger.messages import STATUS_SNAPSHOT
 from proget_web.administration.services import setting_change
-from proget_web.advanced_settings.registry import SettingValueError, UnknownSetting
-from proget_web.advanced_settings.selectors import mask, settings_list, settings_version
+from settings_store.registry import SettingValueError, UnknownSetting
+from settings_store.selectors import mask, settings_list, settings_version
 
 logger = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ from django.core.management import call_command  # noqa: E402
 from feeds.indexing import feed_index  # noqa: E402
 from feeds.models import PackageFile  # noqa: E402
 from feeds.services import feed_create  # noqa: E402
-from proget_web.advanced_settings.services import setting_set  # noqa: E402
+from settings_store.services import setting_set  # noqa: E402
 from tests.feeds.builders import wheel  # noqa: E402
 from tests.processes import WEB_SERVER, start_daphne, stop  # noqa: E402
 

@@ -162,7 +162,8 @@ class HealthPoller:
 
 def _orm():
     """The models, imported once Django is set up for the bench database."""
-    from indexer.models import ServiceLease, Trigger
+    from cluster.models import ServiceLease
+    from indexer.models import Trigger
 
     return ServiceLease, Trigger
 
@@ -411,7 +412,7 @@ def measure(scratch: Path, url: str, redis_url: str, args: argparse.Namespace) -
     import django
 
     django.setup()
-    from proget_web.advanced_settings.selectors import setting_get
+    from settings_store.selectors import setting_get
 
     port = free_port(SERVICE_IPS["svc-a"])
     manage(scratch, "settings", "set", "Service.MessengerEndpoint", f"tcp://*:{port}", DATABASE_URL=url)

@@ -43,8 +43,8 @@ from django.test import Client  # noqa: E402
 
 from bench.nodes import percentile  # noqa: E402
 from feeds.services import feed_create  # noqa: E402
+from indexer.messenger_config import messenger_settings  # noqa: E402
 from indexer.trigger_requests import trigger_request  # noqa: E402
-from messenger.config import messenger_settings  # noqa: E402
 from messenger.server import MessengerServer, RequestContext  # noqa: E402
 from proget_web.feedpages import views as feed_views  # noqa: E402
 

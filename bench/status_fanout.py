@@ -61,8 +61,8 @@ from bench.wsclient import HttpSession, WebSocket  # noqa: E402
 from messenger.client import MessengerClient  # noqa: E402
 from tests.processes import ServiceProcess, free_port, manage, start_daphne, stop  # noqa: E402
 
-if TYPE_CHECKING:  # messenger.config needs Django set up, which run() does once the database is known
-    from messenger.config import MessengerSettings
+if TYPE_CHECKING:  # indexer.messenger_config needs Django set up, which run() does once the database is known
+    from indexer.messenger_config import MessengerSettings
 
 HOST = "127.0.0.1"
 PASSWORD = "bench-fanout-pw"
@@ -335,7 +335,7 @@ def run(args: argparse.Namespace, scratch: Path, *, database_url: str | None, re
 
     django.setup()
     from bench.log_runner import LOGGER_NAME
-    from messenger.config import messenger_settings
+    from indexer.messenger_config import messenger_settings
 
     plan = scratch / "log-plan"
     if database_url is None:

@@ -29,9 +29,9 @@ os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 os.environ.setdefault("PROGET_DATA_DIR", tempfile.mkdtemp(prefix="bench-trigger-"))
 django.setup()
 
+from indexer.messenger_config import messenger_settings  # noqa: E402
 from indexer.triggers import trigger_create, trigger_get  # noqa: E402
 from messenger.client import MessengerClient  # noqa: E402
-from messenger.config import messenger_settings  # noqa: E402
 from tests.processes import ServiceProcess, manage  # noqa: E402
 
 SLOW_RUNNER = "tests.indexer.slow_runner.SlowRunner"

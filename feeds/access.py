@@ -16,7 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from api.keys import BASIC_USER, FEEDS_READ, request_key_scopes, token_split
 from feeds.models import Feed
 from feeds.selectors import feed_get
-from proget_web.advanced_settings.selectors import setting_get
+from settings_store.selectors import setting_get
 
 BASIC_REALM = 'Basic realm="feeds", charset="UTF-8"'
 

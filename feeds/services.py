@@ -13,9 +13,9 @@ from django.db import transaction
 
 from feeds.models import Feed
 from feeds.naming import feed_name_validate
-from proget_web.advanced_settings.registry import SettingValueError
-from proget_web.advanced_settings.selectors import setting_get
-from proget_web.paths import DATA_PACKAGES_FOLDER, configured_path_check, data_folder, paths_overlap
+from node_base.paths import DATA_PACKAGES_FOLDER, configured_path_check, data_folder, paths_overlap
+from settings_store.registry import SettingValueError
+from settings_store.selectors import setting_get
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from feeds.metadata import MetadataError
 from feeds.models import Feed, PackageFile
 from feeds.naming import project_normalize
 from feeds.placement import FileExists, file_check, file_store, package_file_record
-from proget_web.advanced_settings.selectors import setting_get
+from settings_store.selectors import setting_get
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from messenger.client import MessengerClient
-from messenger.config import (
+from indexer.messenger_config import (
     ALLOWED_IPS_SETTING,
     ENDPOINT_SETTING,
     KEY_GRACE_SETTING,
@@ -29,9 +28,10 @@ from messenger.config import (
     local_resolver_async,
     messenger_settings,
 )
+from messenger.client import MessengerClient
 from messenger.errors import MessengerError, MessengerUnavailable
 from messenger.messages import TRIGGER_NUDGE
-from proget_web.advanced_settings.models import SettingValue
+from settings_store.models import SettingValue
 
 logger = logging.getLogger(__name__)
 

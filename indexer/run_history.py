@@ -1,6 +1,6 @@
 """Each task runner's recent runs in the database: a row written as a run begins and finished as it ends, bounded.
 
-Writes are fenced like trigger writes: in a process that takes part in the primary lease (indexer.lease), a run's
+Writes are fenced like trigger writes: in a process that takes part in the primary lease (cluster.lease), a run's
 row is written only while this node holds the lease, and finished only while it still holds it under the token
 the run began with, so a node woken after losing the lease records nothing into the new primary's term.
 Kept: Service.RunHistoryRuns runs per runner (older ones deleted as runs end), Service.RunHistoryDays days
@@ -16,11 +16,11 @@ from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
-from indexer.lease import NOT_HELD, lease_fence, lease_guard, lease_holds, term_token
+from cluster.lease import NOT_HELD, lease_fence, lease_guard, lease_holds, term_token
 from indexer.models import RunHistory, Trigger
 from indexer.run_log import RunLog, run_log_start
 from indexer.triggers import interrupted_reason
-from proget_web.advanced_settings.selectors import setting_get
+from settings_store.selectors import setting_get
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 from indexer.models import RunHistory
 from indexer.run_history import DAYS_SETTING, LOG_LINES_SETTING, RUNS_SETTING
 from indexer.tasks import default_runners
-from proget_web.advanced_settings.selectors import setting_get
+from settings_store.selectors import setting_get
 
 # Run ids are 64-bit database keys: a larger number names no run (and must not reach the database driver).
 MAX_RUN_ID = 2**63 - 1

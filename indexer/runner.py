@@ -21,7 +21,7 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.utils import timezone
 
-from indexer.lease import LeaseLost
+from cluster.lease import LeaseLost
 from indexer.models import RunnerRecord
 from indexer.run_history import CAUSE_RERUN, CAUSE_RUN_NOW, CAUSE_SCHEDULE, RunRecorder, run_history_recover_interrupted
 from indexer.runner_records import (
@@ -33,7 +33,7 @@ from indexer.runner_records import (
 )
 from indexer.scheduling import is_due, next_run_at, seconds_until_next
 from indexer.triggers import trigger_release, triggers_recover_interrupted
-from proget_web.advanced_settings.selectors import setting_get
+from settings_store.selectors import setting_get
 
 logger = logging.getLogger(__name__)
 

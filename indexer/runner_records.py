@@ -2,7 +2,7 @@
 
 A run is marked as under way when it begins; recording it when it ends clears the mark and finishes the
 trigger that asked for it, in one transaction. A mark left by a crash becomes an interrupted run.
-Every write about a run is fenced by the primary lease's token (indexer.lease.lease_fence): a primary that
+Every write about a run is fenced by the primary lease's token (cluster.lease.lease_fence): a primary that
 lost its term (paused, then woken after a takeover) writes nothing into the records of the new term.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime
 
 from django.db import transaction
 
-from indexer.lease import lease_fence
+from cluster.lease import lease_fence
 from indexer.models import RunnerRecord
 from indexer.triggers import interrupted_reason, trigger_finish
 

@@ -24,8 +24,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-import proget_web
-from indexer.lease import (
+import node_base
+from cluster.lease import (
     LeaseHeld,
     LeaseTiming,
     lease_acquire,
@@ -38,19 +38,19 @@ from indexer.lease import (
     term_set,
     term_trusted,
 )
+from cluster.nodes import ApplyOutcome, NodeIdentity, node_heartbeat, node_register, node_settings_applied
 from indexer.logstream import HubLogHandler
-from indexer.nodes import ApplyOutcome, NodeIdentity, node_heartbeat, node_register, node_settings_applied
+from indexer.messenger_config import MessengerSettings, messenger_settings
 from indexer.runner import RunContext, RunnerState, Scheduler, State
 from indexer.service_handlers import ServiceHandlers
 from indexer.status import StatusHub
 from indexer.tasks import default_runners
 from indexer.tasks.trigger_dispatch import triggers_dispatch
-from messenger.config import MessengerSettings, messenger_settings
 from messenger.endpoint import Endpoint
 from messenger.errors import MessengerError
 from messenger.server import MessengerServer
-from proget_web.advanced_settings.push import settings_push
-from proget_web.advanced_settings.selectors import setting_get, settings_version
+from settings_store.push import settings_push
+from settings_store.selectors import setting_get, settings_version
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class ServiceNode:
         """Who this node is and how its messenger is doing."""
         return {
             "node": settings.NODE_NAME,
-            "version": proget_web.__version__,
+            "version": node_base.__version__,
             "uptime": round(time.time() - self.started_at, 3),
             "fingerprint": self.messenger.fingerprint,
             "endpoint": self.server.address,
@@ -180,7 +180,7 @@ class ServiceNode:
     def identity(self) -> NodeIdentity:
         return NodeIdentity(
             name=settings.NODE_NAME, kind="service", ip=settings.NODE_IP, endpoint=self.server.address,
-            version=proget_web.__version__, key_fingerprint=self.messenger.fingerprint,
+            version=node_base.__version__, key_fingerprint=self.messenger.fingerprint,
         )
 
     def heartbeat(self) -> str:

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
+from indexer.messenger_config import service_call
 from indexer.models import RunnerRecord, Trigger
 from indexer.nudges import trigger_nudge
 from indexer.tasks import runner_names
 from indexer.tasks.feeds import feed_exists
 from indexer.triggers import TriggerError, trigger_create
-from messenger.config import service_call
 from messenger.errors import MessengerError, MessengerUnavailable
 from messenger.messages import TRIGGER_NUDGE
 

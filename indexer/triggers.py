@@ -2,7 +2,7 @@
 
 Claiming is a conditional UPDATE (pending -> running) whose row count says who won, which holds on
 SQLite and PostgreSQL alike; a trigger is only ever failed after an interruption, never re-run.
-In a cluster, claims and finishes are also fenced by the primary lease's token (indexer.lease).
+In a cluster, claims and finishes are also fenced by the primary lease's token (cluster.lease).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from indexer.lease import LeaseLost, lease_fence, lease_guard
+from cluster.lease import LeaseLost, lease_fence, lease_guard
 from indexer.models import TARGET_MAX_LENGTH, Trigger
 
 logger = logging.getLogger(__name__)

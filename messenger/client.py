@@ -244,7 +244,7 @@ class MessengerClient:
         host = endpoint.host if path is None and not endpoint.is_any_host else None
         if path is None and host is None:
             host = self._resolver() if self._resolver is not None else None
-            if inspect.isawaitable(host):  # an async resolver (messenger.config.local_resolver_async)
+            if inspect.isawaitable(host):  # an async resolver (indexer.messenger_config.local_resolver_async)
                 host = await host
             if host is None:
                 raise MessengerUnavailable("no primary service node is known")

@@ -10,9 +10,9 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from node_base.startup import node_start_refusal  # noqa: E402
 from proget_web.origins import SameOriginValidator  # noqa: E402
 from proget_web.routing import websocket_urlpatterns  # noqa: E402
-from proget_web.startup import node_start_refusal  # noqa: E402
 
 if (refusal := node_start_refusal()) is not None:
     raise SystemExit(refusal)  # daphne stops with this one line and exit status 1

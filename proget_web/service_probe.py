@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 
+from indexer.messenger_config import local_resolver_async, messenger_settings
 from messenger.client import MessengerClient
-from messenger.config import local_resolver_async, messenger_settings
 from messenger.errors import MessengerError, MessengerUnavailable
 from messenger.messages import PING
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import dj_database_url
 
-from proget_web.datadir import BASE_DIR, SECRET_KEY_FILE, data_dir, private_file, read_or_create_secret
+from node_base.datadir import BASE_DIR, SECRET_KEY_FILE, data_dir, private_file, read_or_create_secret
 
 DATA_DIR = data_dir()
 _TRUE = {"1", "true", "yes", "on"}
@@ -44,9 +44,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "proget_web",
-    "proget_web.advanced_settings",
+    "settings_store",
     "proget_web.administration",
-    "messenger",
+    "cluster",
     "indexer",
     "feeds",
     "api",

@@ -9,7 +9,7 @@ from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-import proget_web
+import node_base
 from api.keys import ApiKeyError, request_api_key
 from proget_web.service_probe import ServiceProbe, service_probe
 
@@ -62,7 +62,7 @@ async def health(request: HttpRequest) -> JsonResponse:
                   "serviceStatus": "OK" if probe.ok else "Error"}
     if await sync_to_async(_health_details_allowed)(request):
         body["database"]["detail"] = db_detail
-        body.update(version=proget_web.__version__, serviceDetail=probe.detail, serviceRoundTripMs=probe.rtt_ms)
+        body.update(version=node_base.__version__, serviceDetail=probe.detail, serviceRoundTripMs=probe.rtt_ms)
     return JsonResponse(body, status=200 if db_ok else 503)
 
 
@@ -70,4 +70,4 @@ async def health(request: HttpRequest) -> JsonResponse:
 async def home(request: HttpRequest) -> HttpResponse:
     """Landing page: what this server is and whether its service node answers."""
     probe = await service_probe()
-    return await sync_to_async(render)(request, "home.html", {"probe": probe, "version": proget_web.__version__})
+    return await sync_to_async(render)(request, "home.html", {"probe": probe, "version": node_base.__version__})

@@ -23,11 +23,11 @@ from django.db import DatabaseError, close_old_connections
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import sync_and_async_middleware
 
-import proget_web
-from indexer.nodes import NodeIdentity, node_heartbeat, node_register, node_settings_applied
+import node_base
+from cluster.nodes import NodeIdentity, node_heartbeat, node_register, node_settings_applied
 from proget_web.administration.selectors import HEARTBEAT_SETTING, messenger_key_state
-from proget_web.advanced_settings.push import settings_listener
-from proget_web.advanced_settings.selectors import setting_get, settings_version
+from settings_store.push import settings_listener
+from settings_store.selectors import setting_get, settings_version
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class _Beat:
             interval = beat_interval()
             fingerprint = messenger_key_state().fingerprint  # never generates the key: a GET changes no setting
             identity = NodeIdentity(name=name, kind="web", ip=settings.NODE_IP, endpoint="",
-                                    version=proget_web.__version__, key_fingerprint=fingerprint)
+                                    version=node_base.__version__, key_fingerprint=fingerprint)
             version = settings_version()
             if not self.registered:
                 node_register(identity=identity)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from proget_web.datadir import DATA_DIR_MODE, PRIVATE_FILE_MODE
+from node_base.datadir import DATA_DIR_MODE, PRIVATE_FILE_MODE
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from indexer.run_history import DAYS_SETTING, run_history_purge
 from indexer.runner import RunContext, Runner
 from indexer.triggers import triggers_purge, triggers_recover_interrupted
-from proget_web.advanced_settings.selectors import setting_get
+from settings_store.selectors import setting_get
 
 RETENTION_SETTING = "Service.TriggerRetentionDays"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django import forms
 
-from indexer.models import ENDPOINT_MAX_LENGTH
+from cluster.models import ENDPOINT_MAX_LENGTH
 from messenger.endpoint import parse_endpoint
 from messenger.errors import InvalidEndpoint
 

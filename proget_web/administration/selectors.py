@@ -12,15 +12,15 @@ from datetime import datetime
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from indexer.cluster import primary_live, primary_name
-from indexer.lease import lease_get
-from indexer.models import ApplyResult, Failover, Node
-from messenger.config import ENDPOINT_SETTING, KEY_SETTING
+from cluster.lease import lease_get
+from cluster.models import ApplyResult, Failover, Node
+from cluster.primary import primary_live, primary_name
+from indexer.messenger_config import ENDPOINT_SETTING, KEY_SETTING
 from messenger.crypto import key_fingerprint, parse_key
 from messenger.endpoint import parse_endpoint
 from messenger.errors import InvalidKey
-from proget_web.advanced_settings.models import SettingChange, SettingValue
-from proget_web.advanced_settings.selectors import setting_get, settings_version
+from settings_store.models import SettingChange, SettingValue
+from settings_store.selectors import setting_get, settings_version
 
 AUDIT_TRAIL_LENGTH = 50
 HEARTBEAT_SETTING = "Runners.ServiceHeartbeat.IntervalSeconds"

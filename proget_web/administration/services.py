@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from indexer.cluster import primary_name
-from indexer.nodes import node_endpoint_override_set, node_remove
-from messenger.config import (
+from cluster.nodes import node_endpoint_override_set, node_remove
+from cluster.primary import primary_name
+from indexer.messenger_config import (
     ENDPOINT_SETTING,
     KEY_SETTING,
     SERVICE_TOLD,
@@ -27,11 +27,11 @@ from messenger.crypto import generate_key
 from messenger.endpoint import parse_endpoint
 from messenger.errors import MessengerError
 from proget_web.administration.selectors import service_apply_report, stale_after_seconds
-from proget_web.advanced_settings.models import SettingChange
-from proget_web.advanced_settings.push import settings_push_on_commit
-from proget_web.advanced_settings.registry import setting_definition
-from proget_web.advanced_settings.selectors import settings_version
-from proget_web.advanced_settings.services import setting_set, settings_version_bump
+from settings_store.models import SettingChange
+from settings_store.push import settings_push_on_commit
+from settings_store.registry import setting_definition
+from settings_store.selectors import settings_version
+from settings_store.services import setting_set, settings_version_bump
 
 logger = logging.getLogger(__name__)
 

@@ -30,14 +30,14 @@ from channels.db import database_sync_to_async
 from django.db import DatabaseError
 
 from api.metrics import status_link_rtt_observe
-from indexer.cluster import primary_address
+from cluster.primary import primary_address
+from indexer.messenger_config import MessengerSettings, last_resolved_address, local_resolver_async, messenger_settings
 from messenger.client import ClientState, MessengerClient
-from messenger.config import MessengerSettings, last_resolved_address, local_resolver_async, messenger_settings
 from messenger.endpoint import host_port, socket_path
 from messenger.errors import MessengerError, MessengerUnavailable, RequestTimeout
 from messenger.messages import PING, STATUS_SUBSCRIBE
-from proget_web.advanced_settings.push import settings_listener
 from proget_web.status.state import HEARTBEAT, RUNNER, SERVICE, ServiceStatus, event_data
+from settings_store.push import settings_listener
 
 logger = logging.getLogger(__name__)
 
@@ -501,7 +501,7 @@ class ServiceLink:
             self._link_changed()
 
     def _on_settings_pushed(self, version: int) -> None:
-        """A settings change was pushed (proget_web.advanced_settings.push): re-read the settings now."""
+        """A settings change was pushed (settings_store.push): re-read the settings now."""
         self._settings_pushed.set()
 
     async def _settings_changed_or_poll(self) -> None:

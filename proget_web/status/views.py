@@ -10,9 +10,9 @@ from django.urls import reverse
 
 from indexer.service import LOG_LEVEL_SETTING
 from proget_web.administration.permissions import permission_required_or_403
-from proget_web.advanced_settings.selectors import setting_get
 from proget_web.status.consumers import CONTROL_PERMISSION, VIEW_PERMISSION
 from proget_web.status.routing import STATUS_SOCKET_PATH
+from settings_store.selectors import setting_get
 
 HISTORY_URL_NAME = "RUNNER"
 

@@ -17,7 +17,7 @@ from feeds.models import Feed
 from feeds.services import feed_create
 from indexer import trigger_requests
 from messenger.errors import RemoteError
-from proget_web.advanced_settings.services import setting_set
+from settings_store.services import setting_set
 
 RUNNER = {"name": "Feed Indexing", "state": "idle", "progressPercent": None, "progressMessage": "",
           "lastStartedAt": "2024-01-01T00:00:00+00:00", "lastDuration": 1.5, "lastResult": "failed",
@@ -33,7 +33,7 @@ SNAPSHOT = {
 
 
 class FakeService:
-    """Stands in for messenger.config.service_call: canned replies, and every request it was sent."""
+    """Stands in for indexer.messenger_config.service_call: canned replies, and every request it was sent."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict | None]] = []

@@ -13,8 +13,8 @@ from django.test import Client
 
 from api import views
 from api.endpoint import MAX_BODY_BYTES
-from proget_web.advanced_settings import selectors
-from proget_web.advanced_settings.registry import SETTINGS
+from settings_store import selectors
+from settings_store.registry import SETTINGS
 from tests.processes import migrate, start_daphne, stop
 
 pytestmark = pytest.mark.django_db

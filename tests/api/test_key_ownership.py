@@ -14,10 +14,10 @@ from django.test import Client
 
 from api.keys import SCOPE_PERMISSIONS, ApiKeyError, api_key_create
 from api.models import SCOPE_NAMES, ApiKey
-from messenger.config import KEY_SETTING
+from indexer.messenger_config import KEY_SETTING
 from messenger.crypto import generate_key
-from proget_web.advanced_settings.models import SettingChange
-from proget_web.advanced_settings.selectors import setting_get
+from settings_store.models import SettingChange
+from settings_store.selectors import setting_get
 
 pytestmark = pytest.mark.django_db
 

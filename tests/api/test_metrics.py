@@ -9,9 +9,9 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from indexer.models import Trigger
-from proget_web.advanced_settings.models import SettingValue
-from proget_web.advanced_settings.services import setting_set
 from proget_web.status import link as link_module
+from settings_store.models import SettingValue
+from settings_store.services import setting_set
 
 pytestmark = pytest.mark.django_db
 
@@ -105,7 +105,7 @@ def test_ip_allowlist_lets_scrapers_in_without_a_key(service) -> None:
 
 
 def test_allowlist_setting_is_validated(make_key) -> None:
-    from proget_web.advanced_settings.registry import SettingValueError
+    from settings_store.registry import SettingValueError
 
     with pytest.raises(SettingValueError, match="IP addresses or CIDR networks"):
         setting_set(name="Metrics.AllowedIps", value="everyone", actor="t", source="test")

@@ -5,7 +5,7 @@ import pytest
 from django.test import Client
 
 from indexer.models import Trigger
-from proget_web.advanced_settings.models import SettingValue
+from settings_store.models import SettingValue
 from tests.api.conftest import SNAPSHOT
 
 pytestmark = pytest.mark.django_db

@@ -8,13 +8,13 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from messenger.config import KEY_SETTING
+from indexer.messenger_config import KEY_SETTING
 from messenger.crypto import generate_key
-from proget_web.advanced_settings import selectors
-from proget_web.advanced_settings.models import SettingChange, SettingValue
-from proget_web.advanced_settings.registry import SETTINGS
-from proget_web.advanced_settings.selectors import settings_version
-from proget_web.advanced_settings.services import setting_set
+from settings_store import selectors
+from settings_store.models import SettingChange, SettingValue
+from settings_store.registry import SETTINGS
+from settings_store.selectors import settings_version
+from settings_store.services import setting_set
 
 pytestmark = pytest.mark.django_db
 

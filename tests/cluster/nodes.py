@@ -42,7 +42,7 @@ import django
 django.setup()
 from asgiref.sync import sync_to_async
 from messenger.client import MessengerClient
-from messenger.config import local_resolver_async, messenger_settings
+from indexer.messenger_config import local_resolver_async, messenger_settings
 
 async def follow_settings(client, config):
     while True:

@@ -37,7 +37,7 @@ ONE_OFF = """
 import json, sys, time
 import django
 django.setup()
-from messenger.config import service_call
+from indexer.messenger_config import service_call
 deadline = time.time() + float(sys.argv[1])
 while time.time() < deadline:
     try:
@@ -67,7 +67,7 @@ OLD_KEY_CLIENT = """
 import json, sys
 import django
 django.setup()
-from messenger.config import messenger_settings, service_call
+from indexer.messenger_config import messenger_settings, service_call
 from messenger.crypto import parse_key
 import dataclasses
 config = dataclasses.replace(messenger_settings(), key=parse_key(sys.argv[1]), retired_keys=())

@@ -7,12 +7,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from cluster.lease import LeaseLost, lease_acquire, lease_get, lease_release
+from cluster.models import LEASE_ID, Failover, Node, ServiceLease
+from cluster.primary import primary_address
 from indexer import lease
-from indexer.cluster import primary_address
-from indexer.lease import LeaseLost, lease_acquire, lease_get, lease_release
-from indexer.models import LEASE_ID, Failover, Node, ServiceLease, Trigger
+from indexer.messenger_config import local_resolver
+from indexer.models import Trigger
 from indexer.triggers import trigger_claim, trigger_create, trigger_finish
-from messenger.config import local_resolver
 
 pytestmark = pytest.mark.django_db
 

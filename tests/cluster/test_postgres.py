@@ -16,7 +16,7 @@ PROCESSES = 3
 
 LEASER = """
 import json, os, pathlib, time
-from indexer.lease import lease_acquire
+from cluster.lease import lease_acquire
 
 pathlib.Path(os.environ["CLAIM_READY"]).touch()
 while not pathlib.Path(os.environ["CLAIM_GO"]).exists():

@@ -19,7 +19,7 @@ SLOW_RUNNER = "tests.indexer.slow_runner.SlowRunner"
 PREPARE = f"""
 from django.contrib.auth.models import User
 from feeds.services import feed_create
-from proget_web.advanced_settings.services import setting_set
+from settings_store.services import setting_set
 User.objects.create_superuser({ADMIN!r}, "admin@example.com", {PASSWORD!r})
 setting_set(name="Service.TriggerPollSeconds", value="1", actor="test", source="test")
 feed_create(name={FEED!r})

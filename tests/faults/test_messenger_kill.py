@@ -31,7 +31,7 @@ RECONNECT_WITHIN = 15.0
 
 
 def _key(data_dir: Path) -> bytes:
-    return base64.b64decode(shell(data_dir, "from messenger.config import messenger_settings as m;"
+    return base64.b64decode(shell(data_dir, "from indexer.messenger_config import messenger_settings as m;"
                                             "import base64; print(base64.b64encode(m().key).decode())"))
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from feeds.models import Feed
 from feeds.services import feed_create
-from proget_web.advanced_settings.services import setting_set
+from settings_store.services import setting_set
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from django.test import Client
 
 from api.keys import api_key_create
 from feeds.models import Feed
-from proget_web.advanced_settings.services import setting_set
+from settings_store.services import setting_set
 
 pytestmark = pytest.mark.django_db
 

@@ -8,9 +8,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from feeds.models import Feed
-from proget_web.advanced_settings.models import SettingValue
-from proget_web.advanced_settings.registry import SettingValueError
-from proget_web.advanced_settings.services import setting_set
+from settings_store.models import SettingValue
+from settings_store.registry import SettingValueError
+from settings_store.services import setting_set
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from django.test import Client
 from api.keys import api_key_create
 from feeds.indexing import feed_index
 from feeds.models import Feed, PackageFile
-from proget_web.advanced_settings.services import setting_set
+from settings_store.services import setting_set
 from tests.feeds.builders import sdist_tar, wheel
 from tests.feeds.test_upload import upload
 

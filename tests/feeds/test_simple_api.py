@@ -14,7 +14,7 @@ from django.test import Client
 from api.keys import api_key_create
 from feeds.indexing import feed_index
 from feeds.models import Feed
-from proget_web.advanced_settings.services import setting_set
+from settings_store.services import setting_set
 from tests.feeds.builders import wheel
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.feeds.urls")]

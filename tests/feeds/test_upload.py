@@ -15,7 +15,7 @@ from feeds import views_upload
 from feeds.models import Feed, PackageFile
 from feeds.selectors import project_files
 from indexer.models import Trigger
-from proget_web.advanced_settings.services import setting_set
+from settings_store.services import setting_set
 from tests.feeds.builders import metadata_text, wheel
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.feeds.urls")]

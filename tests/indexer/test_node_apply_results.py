@@ -1,12 +1,12 @@
 """What a service node reports of applying settings, and where web nodes connect because of it
-(indexer.nodes.node_serving_instead): the live primary's word, the endpoint it really serves."""
+(cluster.nodes.node_serving_instead): the live primary's word, the endpoint it really serves."""
 from __future__ import annotations
 
 import pytest
 
-from indexer.lease import lease_acquire
-from indexer.models import ApplyResult, Node
-from indexer.nodes import ApplyOutcome, NodeIdentity, node_register, node_serving_instead, node_settings_applied
+from cluster.lease import lease_acquire
+from cluster.models import ApplyResult, Node
+from cluster.nodes import ApplyOutcome, NodeIdentity, node_register, node_serving_instead, node_settings_applied
 
 pytestmark = pytest.mark.django_db
 

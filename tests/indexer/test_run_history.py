@@ -13,8 +13,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from indexer.lease import lease_acquire, term_join, term_leave, term_set
-from indexer.models import RunHistory, ServiceLease, Trigger
+from cluster.lease import lease_acquire, term_join, term_leave, term_set
+from cluster.models import ServiceLease
+from indexer.models import RunHistory, Trigger
 from indexer.run_history import (
     CAUSE_RUN_NOW,
     CAUSE_SCHEDULE,
@@ -26,7 +27,7 @@ from indexer.run_log import MAX_RUN_LOG_LINES, RunLog
 from indexer.runner import RunContext, RunnerState, Scheduler
 from indexer.tasks.node_message_cleanup import NodeMessageCleanup
 from indexer.triggers import trigger_claim, trigger_create
-from proget_web.advanced_settings.services import setting_set
+from settings_store.services import setting_set
 from tests.indexer.test_runners import Probe, run
 
 pytestmark = pytest.mark.django_db

@@ -43,7 +43,8 @@ def test_ping_over_unix_socket_then_clean_shutdown(data_dir: Path) -> None:
         result = ping(data_dir)
         assert result.returncode == 0, result.stderr
         assert "pong from" in result.stdout and " ms" in result.stdout
-        fingerprint = shell(data_dir, "from messenger.config import messenger_settings as m; print(m().fingerprint)")
+        fingerprint = shell(data_dir, "from indexer.messenger_config import messenger_settings as m; "
+                                      "print(m().fingerprint)")
         assert fingerprint in result.stdout
     finally:
         assert stop(service) == 0
@@ -87,7 +88,7 @@ def test_key_mismatch_is_named(data_dir: Path) -> None:
     try:
         # Written behind the settings store's back (no version bump, no nudge): the service keeps the
         # key it started with, while this client now reads another one.
-        shell(data_dir, "from proget_web.advanced_settings.models import SettingValue as V;"
+        shell(data_dir, "from settings_store.models import SettingValue as V;"
                         f"V.objects.filter(name='Service.MessengerKey').update(value='{'A' * 43}=')")
         result = ping(data_dir)
         assert result.returncode != 0
@@ -97,7 +98,7 @@ def test_key_mismatch_is_named(data_dir: Path) -> None:
 
 
 def test_malformed_key_stops_the_messenger_with_one_clear_error(data_dir: Path) -> None:
-    shell(data_dir, "from proget_web.advanced_settings.models import SettingValue as V;"
+    shell(data_dir, "from settings_store.models import SettingValue as V;"
           "V.objects.update_or_create(name='Service.MessengerKey', defaults={'value': 'bad!key'})")
     service = spawn(data_dir, "runindexer", log=data_dir / "service.log")
     assert service.wait(timeout=30) != 0

@@ -16,8 +16,9 @@ from tests.processes import ServiceProcess, manage, migrate, shell, wait_for
 
 pytestmark = pytest.mark.slow
 
-KEY = "from messenger.config import messenger_settings as m; import base64; print(base64.b64encode(m().key).decode())"
-VERSION = "from proget_web.advanced_settings.selectors import settings_version; print(settings_version())"
+KEY = ("from indexer.messenger_config import messenger_settings as m; import base64; "
+       "print(base64.b64encode(m().key).decode())")
+VERSION = "from settings_store.selectors import settings_version; print(settings_version())"
 APPLIED = re.compile(r"settings version \d+ applied")
 # Pipelined nudges from one connection: each is database work on the service's shared thread.
 NUDGES = 3000

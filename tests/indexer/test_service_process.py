@@ -171,7 +171,7 @@ async def ping_with(endpoint: str, key: bytes, run_dir: Path) -> dict:
 
 def test_endpoint_and_key_changes_apply_live(data_dir: Path) -> None:
     run_dir = data_dir / "run"
-    old_key = parse_key(shell(data_dir, "from messenger.config import messenger_settings as m;"
+    old_key = parse_key(shell(data_dir, "from indexer.messenger_config import messenger_settings as m;"
                                         "import base64; print(base64.b64encode(m().key).decode())"))
     service = ServiceProcess(data_dir, **service_env(data_dir)).start()
     pid = service.process.pid

@@ -10,12 +10,12 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from feeds.services import feed_create
+from indexer.messenger_config import messenger_settings
 from indexer.models import RunnerRecord, Trigger
 from indexer.trigger_requests import trigger_queue, trigger_request
 from indexer.triggers import TriggerError, trigger_claim
-from messenger.config import messenger_settings
 from messenger.server import MessengerServer, RequestContext
-from proget_web.advanced_settings.services import setting_set
+from settings_store.services import setting_set
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,13 +9,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from messenger.config import KEY_GRACE_SETTING, KEY_SETTING, messenger_settings
+from indexer.messenger_config import KEY_GRACE_SETTING, KEY_SETTING, messenger_settings
 from messenger.crypto import generate_key, parse_key
 from messenger.errors import MessengerError
-from proget_web.advanced_settings.models import RetiredValue, SettingChange, SettingValue
-from proget_web.advanced_settings.registry import MESSENGER_KEY_GRACE_MAX_SECONDS, SettingValueError
-from proget_web.advanced_settings.selectors import SECRET_MASK, settings_list
-from proget_web.advanced_settings.services import setting_set
+from settings_store.models import RetiredValue, SettingChange, SettingValue
+from settings_store.registry import MESSENGER_KEY_GRACE_MAX_SECONDS, SettingValueError
+from settings_store.selectors import SECRET_MASK, settings_list
+from settings_store.services import setting_set
 
 pytestmark = pytest.mark.django_db
 

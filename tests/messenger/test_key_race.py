@@ -11,7 +11,7 @@ RACER = """
 import os, sys, time
 import django
 django.setup()
-from messenger.config import messenger_settings
+from indexer.messenger_config import messenger_settings
 go = sys.argv[1]
 while not os.path.exists(go):
     time.sleep(0.001)
@@ -34,6 +34,6 @@ def test_two_processes_racing_get_one_key(tmp_path: Path) -> None:
     assert [r.returncode for r in racers] == [0, 0], results
     fingerprints = {out.strip() for out, _ in results}
     assert len(fingerprints) == 1, results
-    audit = shell(tmp_path, "from proget_web.advanced_settings.models import SettingChange as C;"
+    audit = shell(tmp_path, "from settings_store.models import SettingChange as C;"
                   "print(C.objects.filter(name='Service.MessengerKey').count())")
     assert audit == "1"

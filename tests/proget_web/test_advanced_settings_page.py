@@ -12,14 +12,14 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
-from indexer.models import Node
-from messenger.config import KEY_SETTING, MessengerSettings
+from cluster.models import Node
+from indexer.messenger_config import KEY_SETTING, MessengerSettings
 from messenger.crypto import generate_key, key_fingerprint, parse_key
 from proget_web.administration import services
-from proget_web.advanced_settings.models import SettingChange, SettingValue
-from proget_web.advanced_settings.registry import SETTINGS, Kind
-from proget_web.advanced_settings.selectors import setting_get, settings_version
-from proget_web.advanced_settings.services import setting_set
+from settings_store.models import SettingChange, SettingValue
+from settings_store.registry import SETTINGS, Kind
+from settings_store.selectors import setting_get, settings_version
+from settings_store.services import setting_set
 
 pytestmark = pytest.mark.django_db
 

@@ -10,15 +10,15 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.utils import timezone
 
-from indexer.models import Node, ServiceLease
-from indexer.nodes import NodeIdentity, node_heartbeat
-from messenger.config import ENDPOINT_SETTING, KEY_SETTING, messenger_settings
+from cluster.models import Node, ServiceLease
+from cluster.nodes import NodeIdentity, node_heartbeat
+from indexer.messenger_config import ENDPOINT_SETTING, KEY_SETTING, messenger_settings
 from messenger.crypto import generate_key
 from proget_web import web_node
 from proget_web.administration.services import endpoint_override_audit_name
-from proget_web.advanced_settings.models import SettingChange
-from proget_web.advanced_settings.selectors import settings_version
-from proget_web.advanced_settings.services import setting_set
+from settings_store.models import SettingChange
+from settings_store.selectors import settings_version
+from settings_store.services import setting_set
 
 pytestmark = pytest.mark.django_db
 

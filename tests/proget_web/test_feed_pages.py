@@ -21,8 +21,8 @@ from indexer.models import Trigger
 from indexer.nudges import NudgeSent
 from indexer.triggers import trigger_claim, trigger_finish
 from messenger.errors import RequestTimeout
-from proget_web.advanced_settings.services import setting_set
 from proget_web.feedpages import progress
+from settings_store.services import setting_set
 
 pytestmark = pytest.mark.django_db
 

@@ -12,10 +12,10 @@ from django.test import Client
 from api.keys import api_key_create
 from api.models import SCOPE_NAMES
 from feeds.services import feed_create
-from proget_web.advanced_settings.registry import SettingValueError
-from proget_web.advanced_settings.selectors import setting_get
-from proget_web.advanced_settings.services import setting_set
-from proget_web.paths import MAX_CONFIGURED_PATH
+from node_base.paths import MAX_CONFIGURED_PATH
+from settings_store.registry import SettingValueError
+from settings_store.selectors import setting_get
+from settings_store.services import setting_set
 
 pytestmark = pytest.mark.django_db
 

@@ -10,11 +10,11 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.test import Client, RequestFactory
 
-from messenger.config import KEY_SETTING
+from indexer.messenger_config import KEY_SETTING
 from messenger.crypto import generate_key
 from proget_web.administration.permissions import permission_required_or_403
-from proget_web.advanced_settings.models import SettingChange, SettingValue
-from proget_web.advanced_settings.selectors import settings_version
+from settings_store.models import SettingChange, SettingValue
+from settings_store.selectors import settings_version
 
 pytestmark = pytest.mark.django_db
 

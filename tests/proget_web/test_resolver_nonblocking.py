@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from messenger.config import local_resolver
+from indexer.messenger_config import local_resolver
 from messenger.errors import MessengerError
 from tests.processes import ROOT, free_port, manage, node_env, wait_for
 

@@ -1,4 +1,4 @@
-"""The settings push (proget_web.advanced_settings.push): a published version reaches every subscriber of this
+"""The settings push (settings_store.push): a published version reaches every subscriber of this
 process's listener, and a layer that fails never fails the save that published."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from channels.layers import get_channel_layer
 
-from proget_web.advanced_settings.push import GROUP, settings_listener, settings_push
+from settings_store.push import GROUP, settings_listener, settings_push
 
 
 @pytest.fixture(autouse=True)

@@ -7,10 +7,10 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from messenger.crypto import generate_key
-from proget_web.advanced_settings.models import SettingChange, SettingValue
-from proget_web.advanced_settings.registry import Kind, Setting, SettingValueError, UnknownSetting
-from proget_web.advanced_settings.selectors import SECRET_MASK, setting_get, settings_list, settings_version
-from proget_web.advanced_settings.services import setting_get_or_init, setting_set
+from settings_store.models import SettingChange, SettingValue
+from settings_store.registry import Kind, Setting, SettingValueError, UnknownSetting
+from settings_store.selectors import SECRET_MASK, setting_get, settings_list, settings_version
+from settings_store.services import setting_get_or_init, setting_set
 
 pytestmark = pytest.mark.django_db
 

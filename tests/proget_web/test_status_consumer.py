@@ -20,14 +20,14 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from django.utils import timezone
 
+from indexer.messenger_config import messenger_settings
 from indexer.models import Trigger
-from messenger.config import messenger_settings
 from messenger.server import MessengerServer, RequestContext
-from proget_web.advanced_settings.services import setting_set
 from proget_web.asgi import application
 from proget_web.status import link as status_link
 from proget_web.status.consumers import CLOSE_EXPIRED, CLOSE_FORBIDDEN
 from proget_web.status.link import service_link
+from settings_store.services import setting_set
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

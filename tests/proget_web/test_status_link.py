@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from messenger.config import messenger_settings
+from indexer.messenger_config import messenger_settings
 from messenger.crypto import generate_key
 from messenger.endpoint import parse_endpoint
 from messenger.errors import MessengerUnavailable
-from proget_web.advanced_settings.services import setting_set
 from proget_web.status import link as status_link
 from proget_web.status.link import EVENT_EVENTS, EVENT_SNAPSHOT, ServiceLink, service_link
 from proget_web.status.state import LOG_LINES, ServiceStatus
+from settings_store.services import setting_set
 from tests.proget_web.test_status_consumer import (  # noqa: F401 - fixtures
     RUNNER,
     admin_session,

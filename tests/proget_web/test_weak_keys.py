@@ -11,13 +11,13 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from api.keys import api_key_create
-from messenger.config import KEY_SETTING
+from indexer.messenger_config import KEY_SETTING
 from messenger.crypto import KEY_BYTES, generate_key
 from messenger.key_strength import weak_key_reason
-from proget_web.advanced_settings.models import RetiredValue, SettingChange, SettingValue
-from proget_web.advanced_settings.registry import SettingValueError
-from proget_web.advanced_settings.selectors import settings_version
-from proget_web.advanced_settings.services import setting_set
+from settings_store.models import RetiredValue, SettingChange, SettingValue
+from settings_store.registry import SettingValueError
+from settings_store.selectors import settings_version
+from settings_store.services import setting_set
 
 pytestmark = pytest.mark.django_db
 

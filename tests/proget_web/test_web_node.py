@@ -5,10 +5,10 @@ import pytest
 from django.db import DatabaseError
 from django.test import Client
 
-from indexer.models import Node
+from cluster.models import Node
 from proget_web import web_node
-from proget_web.advanced_settings.selectors import settings_version
-from proget_web.advanced_settings.services import setting_set
+from settings_store.selectors import settings_version
+from settings_store.services import setting_set
 
 pytestmark = pytest.mark.django_db
 

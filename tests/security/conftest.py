@@ -9,9 +9,9 @@ from django.test import Client
 
 from feeds.models import Feed
 from feeds.services import feed_create
-from messenger.config import KEY_SETTING
+from indexer.messenger_config import KEY_SETTING
 from messenger.crypto import generate_key
-from proget_web.advanced_settings.services import setting_set
+from settings_store.services import setting_set
 from tests.security.support import FEED
 
 

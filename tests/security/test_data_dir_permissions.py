@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from proget_web.datadir import exposure
+from node_base.datadir import exposure
 from tests.processes import ROOT, ServiceProcess, manage, migrate, node_env, wait_for
 
 DATABASE = "proget.sqlite3"

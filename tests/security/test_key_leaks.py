@@ -25,10 +25,10 @@ from django.views.debug import ExceptionReporter
 from api.keys import api_key_create
 from api.models import SCOPE_NAMES
 from feeds.models import Feed
+from indexer.messenger_config import KEY_SETTING
 from messenger import config as messenger_config
-from messenger.config import KEY_SETTING
 from messenger.crypto import generate_key
-from proget_web.advanced_settings.selectors import setting_get
+from settings_store.selectors import setting_get
 from tests.security.support import http_routes
 
 pytestmark = pytest.mark.django_db

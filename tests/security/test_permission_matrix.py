@@ -16,8 +16,8 @@ from api.keys import api_key_create
 from api.models import SCOPE_NAMES, ApiKey
 from feeds.models import Feed
 from indexer.models import Trigger
-from proget_web.advanced_settings.models import SettingChange
-from proget_web.advanced_settings.services import setting_set
+from settings_store.models import SettingChange
+from settings_store.services import setting_set
 from tests.security.support import Route, http_routes
 
 pytestmark = pytest.mark.django_db

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from api.keys import api_key_create
 from feeds.models import Feed
-from proget_web.advanced_settings.services import setting_set
+from settings_store.services import setting_set
 from tests.feeds.servers import daphne_serving
 from tests.processes import manage, migrate
 from tests.security.support import FEED

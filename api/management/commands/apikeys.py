@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from api.keys import ApiKeyError, api_key_create, api_key_revoke, api_keys_list
 from api.models import SCOPE_NAMES
-from proget_web.cli import ActionCommand
+from node_base.cli import ActionCommand
 
 
 class Command(ActionCommand):

@@ -8,7 +8,7 @@ from django.core.management.base import CommandParser
 
 from feeds.selectors import feeds_list
 from feeds.services import FeedError, feed_create, feed_delete
-from proget_web.cli import ActionCommand
+from node_base.cli import ActionCommand
 
 
 class Command(ActionCommand):

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from indexer.event_loop import loop_run
 from indexer.service import run_once, serve
 from messenger.errors import MessengerError
-from proget_web.startup import node_start_refusal
+from node_base.startup import node_start_refusal
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from messenger.config import messenger_settings
+from indexer.messenger_config import messenger_settings
 
 ADMIN_USERNAME = "Admin"
 

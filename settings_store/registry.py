@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from messenger.allowlist import parse_allowed_ips
 from messenger.endpoint import parse_endpoint
 from messenger.key_strength import parse_strong_key
-from proget_web.paths import packages_root_check
+from node_base.paths import packages_root_check
 
 
 class Kind(enum.Enum):

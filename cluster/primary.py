@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from django.db.models.functions import Now
 
-from indexer.lease import lease_get
-from indexer.models import LEASE_ID, Node, ServiceLease
+from cluster.lease import lease_get
+from cluster.models import LEASE_ID, Node, ServiceLease
 
 
 def primary_name() -> str | None:

@@ -25,10 +25,10 @@ from messenger.crypto import RetiredKey, generate_key, key_fingerprint, parse_ke
 from messenger.endpoint import Endpoint, parse_endpoint
 from messenger.errors import MessengerError
 from messenger.messages import CONFIG_CHANGED
-from proget_web.advanced_settings.models import RetiredValue, SettingValue
-from proget_web.advanced_settings.registry import setting_definition
-from proget_web.advanced_settings.selectors import settings_version
-from proget_web.advanced_settings.services import setting_get_or_init
+from settings_store.models import RetiredValue, SettingValue
+from settings_store.registry import setting_definition
+from settings_store.selectors import settings_version
+from settings_store.services import setting_get_or_init
 
 ENDPOINT_SETTING = "Service.MessengerEndpoint"
 KEY_SETTING = "Service.MessengerKey"
@@ -111,14 +111,14 @@ def _retired_keys(key_text: str, grace_text: str) -> tuple[RetiredKey, ...]:
 
 def _endpoint_text(stored: dict[str, str]) -> str:
     """This node's own endpoint override (set on the Cluster page) when it has one, else the cluster-wide value."""
-    from indexer.nodes import node_endpoint_override  # the registry lives in the indexer app
+    from cluster.nodes import node_endpoint_override  # the registry lives in the indexer app
 
     return node_endpoint_override(name=settings.NODE_NAME) or stored.get(ENDPOINT_SETTING, "")
 
 
 def _served_instead(endpoint: Endpoint) -> Endpoint:
-    """Where a web node connects when told `endpoint`: where the service really serves (indexer.nodes)."""
-    from indexer.nodes import node_serving_instead  # the registry lives in the indexer app
+    """Where a web node connects when told `endpoint`: where the service really serves (cluster.nodes)."""
+    from cluster.nodes import node_serving_instead  # the registry lives in the indexer app
 
     served = node_serving_instead(endpoint=str(endpoint), version=settings_version())
     return parse_endpoint(served) if served else endpoint
@@ -127,7 +127,7 @@ def _served_instead(endpoint: Endpoint) -> Endpoint:
 def _primary_address() -> str | None:
     from django.db import close_old_connections
 
-    from indexer.cluster import primary_address  # the registry lives in the indexer app
+    from cluster.primary import primary_address  # the registry lives in the indexer app
 
     close_old_connections()  # the resolver thread's connection may have outlived CONN_MAX_AGE or a DB restart
     return primary_address()
@@ -154,7 +154,7 @@ def _answer(address: str | None) -> str:
 
 
 def local_resolver() -> str:
-    """Resolve `tcp://*:PORT` to the primary service node's registered IP (indexer.cluster); synchronous code only.
+    """Resolve `tcp://*:PORT` to the primary service node's registered IP (cluster.primary); synchronous code only.
 
     Falls back to this machine (PROGET_NODE_IP, else loopback) only while no lease holder has registered
     an IP, or the database cannot be read. Inside an event loop use local_resolver_async (this would block it).

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from proget_web.advanced_settings.models import SettingsVersion, SettingValue
-from proget_web.advanced_settings.registry import SETTINGS, Kind, Setting, setting_definition
+from settings_store.models import SettingsVersion, SettingValue
+from settings_store.registry import SETTINGS, Kind, Setting, setting_definition
 
 SECRET_MASK = "********"
 

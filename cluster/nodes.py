@@ -1,7 +1,7 @@
 """The node registry: each node records who it is and keeps its heartbeat fresh; an admin may remove a stale one.
 
-The cluster page reads it; the primary lease (indexer.lease) names one of these nodes, and `tcp://*:PORT`
-resolves to that node's registered IP (indexer.cluster). A heartbeat re-creates a row that was removed while
+The cluster page reads it; the primary lease (cluster.lease) names one of these nodes, and `tcp://*:PORT`
+resolves to that node's registered IP (cluster.primary). A heartbeat re-creates a row that was removed while
 its node was away, and a service node's endpoint override lives on its row.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from indexer.cluster import primary_live
-from indexer.models import ApplyResult, Node
+from cluster.models import ApplyResult, Node
+from cluster.primary import primary_live
 
 logger = logging.getLogger(__name__)
 

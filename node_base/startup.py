@@ -9,13 +9,13 @@ from pathlib import Path
 
 from django.conf import settings
 
-from proget_web.datadir import exposure
+from node_base.datadir import exposure
 
 SQLITE_ENGINE = "django.db.backends.sqlite3"
 
 
 def node_start_refusal() -> str | None:
-    """Why this node must not start (one line), or None: see proget_web.datadir.exposure."""
+    """Why this node must not start (one line), or None: see node_base.datadir.exposure."""
     database = settings.DATABASES["default"]
     sqlite = Path(database["NAME"]) if database["ENGINE"] == SQLITE_ENGINE else None
     return exposure(Path(settings.DATA_DIR), sqlite)

@@ -5,11 +5,11 @@ import getpass
 
 from django.core.management.base import CommandParser
 
+from node_base.cli import ActionCommand
 from proget_web.administration.services import setting_change
-from proget_web.advanced_settings.models import SettingValue
-from proget_web.advanced_settings.registry import SettingValueError, UnknownSetting, setting_definition
-from proget_web.advanced_settings.selectors import mask, settings_list
-from proget_web.cli import ActionCommand
+from settings_store.models import SettingValue
+from settings_store.registry import SettingValueError, UnknownSetting, setting_definition
+from settings_store.selectors import mask, settings_list
 
 
 class Command(ActionCommand):

@@ -3,6 +3,6 @@ from django.apps import AppConfig
 
 
 class AdvancedSettingsConfig(AppConfig):
-    name = "proget_web.advanced_settings"
+    name = "settings_store"
     label = "advanced_settings"
     verbose_name = "Advanced Settings"

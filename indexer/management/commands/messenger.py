@@ -9,13 +9,13 @@ import time
 
 from django.core.management.base import CommandParser
 
+from indexer.messenger_config import service_call
 from indexer.models import Trigger
 from indexer.trigger_requests import trigger_request
 from indexer.triggers import TriggerError
-from messenger.config import service_call
 from messenger.errors import MessengerError, MessengerUnavailable
 from messenger.messages import PING, STATUS_SNAPSHOT
-from proget_web.cli import ActionCommand
+from node_base.cli import ActionCommand
 
 
 def _runner_line(runner: dict) -> str:

@@ -9,10 +9,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from proget_web.advanced_settings.models import RetiredValue, SettingChange, SettingsVersion, SettingValue
-from proget_web.advanced_settings.push import settings_push_on_commit
-from proget_web.advanced_settings.registry import Setting, SettingValueError, setting_definition
-from proget_web.advanced_settings.selectors import mask
+from settings_store.models import RetiredValue, SettingChange, SettingsVersion, SettingValue
+from settings_store.push import settings_push_on_commit
+from settings_store.registry import Setting, SettingValueError, setting_definition
+from settings_store.selectors import mask
 
 logger = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,8 +17,8 @@ from django.db import connection, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, Q
 from django.db.models.functions import Now
 
-from indexer.models import LEASE_ID, Failover, ServiceLease
-from proget_web.advanced_settings.selectors import setting_get
+from cluster.models import LEASE_ID, Failover, ServiceLease
+from settings_store.selectors import setting_get
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,18 @@ LOCKED_IDLE_LIMIT_MS = 1000
 LOCK_WAIT_LIMIT_MS = 3000
 # A stale period shorter than two heartbeats would let one late renewal cost the primary its lease.
 MIN_STALE_HEARTBEATS = 2
+
+# What a takeover must also do in its transaction, as fn(token=new token, previous_holder=name or ""):
+# the domains above the cluster register theirs at start-up (the indexer fails the triggers earlier terms left
+# running), so the lease needs no import of them.
+TakeoverHook = Callable[..., object]
+_takeover_hooks: list[TakeoverHook] = []
+
+
+def on_takeover(hook: TakeoverHook) -> None:
+    """Run `hook` inside every future takeover's transaction, after the Failover is recorded (once per hook)."""
+    if hook not in _takeover_hooks:
+        _takeover_hooks.append(hook)
 
 
 class LeaseLost(RuntimeError):
@@ -103,7 +116,7 @@ def lease_acquire(*, node: str, token: int | None, stale_seconds: float) -> Leas
 
     Taken when nobody holds it, it expired or was released (on the database's clock), or — with
     `token` None, i.e. from a process that never held it — when it names `node` itself (a restart).
-    A takeover increments the token, fails the triggers earlier terms left running and records a Failover.
+    A takeover increments the token, records a Failover and runs the takeover hooks (on_takeover).
     """
     _limit_locked_transaction()
     _ensure_row()
@@ -125,9 +138,8 @@ def lease_acquire(*, node: str, token: int | None, stale_seconds: float) -> Leas
     new = _reread()
     reason = _takeover_reason(lease, node=node)
     Failover.objects.create(at=new.acquired_at, from_node=lease.holder, to_node=node, token=new.token, reason=reason)
-    from indexer.triggers import triggers_recover_fenced  # triggers imports this module
-
-    triggers_recover_fenced(token=new.token, previous_holder=lease.holder)
+    for hook in _takeover_hooks:
+        hook(token=new.token, previous_holder=lease.holder)
     logger.warning("%s is now the primary (lease token %s): %s", node, new.token, reason)
     return LeaseHeld(holder=node, token=new.token, expires_at=new.expires_at, acquired=True)
 
