@@ -16,8 +16,8 @@ from django.db import transaction
 from indexer.messenger_config import service_call
 from indexer.models import RunnerRecord, Trigger
 from indexer.nudges import trigger_nudge
+from indexer.runner_registry import targeted_kind
 from indexer.tasks import runner_names
-from indexer.tasks.feeds import feed_exists
 from indexer.triggers import TriggerError, trigger_create
 from messenger.errors import MessengerError, MessengerUnavailable
 from messenger.messages import TRIGGER_NUDGE
@@ -55,8 +55,8 @@ def trigger_queue(*, kind: str, target: str, requested_by: str) -> tuple[Trigger
         pending = Trigger.objects.filter(kind=kind, target=name, state=Trigger.State.PENDING).order_by("id").first()
         if pending is not None:
             return pending, True
-    elif kind == Trigger.Kind.FEED_REINDEX and name and not feed_exists(name=name):
-        raise TriggerError(f"unknown feed {name!r}")
+    elif name and (targeted := targeted_kind(kind)) is not None and (refusal := targeted.refusal(name)):
+        raise TriggerError(refusal)
     return trigger_create(kind=kind, target=target, requested_by=requested_by), False
 
 

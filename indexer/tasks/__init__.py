@@ -1,22 +1,26 @@
-"""The service node's task runners, one module each, and the list a service node schedules."""
+"""The service node's own task runners, one module each, and the list a service node schedules.
+
+That list is the domains' runners (indexer.runner_registry: feeds registers its four), then the service's own,
+then those named in INDEXER_EXTRA_RUNNERS.
+"""
 from __future__ import annotations
 
 from django.conf import settings
 from django.utils.module_loading import import_string
 
 from indexer.runner import Runner
-from indexer.tasks.drop_path_monitor import DropPathMonitor
-from indexer.tasks.feed_indexing import FeedIndexing
-from indexer.tasks.feed_integrity import FeedIntegrity
-from indexer.tasks.feed_retention import FeedRetention
+from indexer.runner_registry import registered_runners
 from indexer.tasks.heartbeat import Heartbeat, ServiceHeartbeat
 from indexer.tasks.node_message_cleanup import NodeMessageCleanup
 from indexer.tasks.trigger_dispatch import TriggerDispatch
 
-# In the order the Service Status page lists them; runners named in INDEXER_EXTRA_RUNNERS come after.
-BUILT_IN_RUNNERS: tuple[type[Runner], ...] = (
-    FeedIndexing, DropPathMonitor, FeedIntegrity, FeedRetention, TriggerDispatch, ServiceHeartbeat, NodeMessageCleanup,
-)
+# In the order the Service Status page lists them, after the domains' runners.
+SERVICE_RUNNERS: tuple[type[Runner], ...] = (TriggerDispatch, ServiceHeartbeat, NodeMessageCleanup)
+
+
+def _built_in_runner_classes() -> list[type[Runner]]:
+    """The domains' runners, then the service's own."""
+    return [*registered_runners(), *SERVICE_RUNNERS]
 
 
 def _extra_runner_classes() -> list[type[Runner]]:
@@ -27,10 +31,10 @@ def _extra_runner_classes() -> list[type[Runner]]:
 def default_runners(*, heartbeat: Heartbeat | None = None) -> list[Runner]:
     """Every runner of a service node: the built-in ones, then those named in INDEXER_EXTRA_RUNNERS."""
     built_in = [ServiceHeartbeat(heartbeat=heartbeat) if runner is ServiceHeartbeat else runner()
-                for runner in BUILT_IN_RUNNERS]
+                for runner in _built_in_runner_classes()]
     return [*built_in, *(runner() for runner in _extra_runner_classes())]
 
 
 def runner_names() -> list[str]:
     """The names of the runners a service node with this configuration has, without building them."""
-    return [runner.name for runner in (*BUILT_IN_RUNNERS, *_extra_runner_classes())]
+    return [runner.name for runner in (*_built_in_runner_classes(), *_extra_runner_classes())]

@@ -11,8 +11,7 @@ from asgiref.sync import sync_to_async
 
 from indexer.models import Trigger
 from indexer.runner import RunContext, Runner, Scheduler, State
-from indexer.tasks.feed_indexing import FeedIndexing
-from indexer.tasks.feeds import feed_exists
+from indexer.runner_registry import targeted_kind
 from indexer.triggers import trigger_claim, trigger_finish, trigger_release
 
 logger = logging.getLogger(__name__)
@@ -22,10 +21,9 @@ CLAIM_SCAN_LIMIT = 500
 
 
 def _runner_and_target(kind: str, target: str) -> tuple[str, str | None]:
-    """Which runner a trigger asks for, and the feed it is limited to."""
-    if kind == Trigger.Kind.FEED_REINDEX:
-        return FeedIndexing.name, target
-    return target, None
+    """Which runner a trigger asks for, and the target (e.g. a feed) it is limited to."""
+    targeted = targeted_kind(kind)
+    return (target, None) if targeted is None else (targeted.runner, target)
 
 
 def _refusal(trigger: Trigger, *, runner_names: Sequence[str]) -> str | None:
@@ -33,9 +31,8 @@ def _refusal(trigger: Trigger, *, runner_names: Sequence[str]) -> str | None:
     runner, target = _runner_and_target(trigger.kind, trigger.target)
     if runner not in runner_names:
         return f"unknown runner {runner!r} (known: {', '.join(runner_names)})"
-    if target is not None and not feed_exists(name=target):
-        return f"unknown feed {target!r}"
-    return None
+    targeted = targeted_kind(trigger.kind)
+    return targeted.refusal(target) if targeted is not None and target is not None else None
 
 
 def triggers_claim_runnable(

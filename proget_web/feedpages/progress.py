@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from feeds.runners.feed_indexing import FeedIndexing
 from indexer.messenger_config import service_call
-from indexer.tasks.feed_indexing import FeedIndexing
 from messenger.errors import MessengerError, MessengerUnavailable
 from messenger.messages import STATUS_SNAPSHOT
 

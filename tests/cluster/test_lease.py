@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from cluster import lease
 from cluster.lease import LeaseLost, lease_acquire, lease_get, lease_release
 from cluster.models import LEASE_ID, Failover, Node, ServiceLease
 from cluster.primary import primary_address
-from indexer import lease
 from indexer.messenger_config import local_resolver
 from indexer.models import Trigger
 from indexer.triggers import trigger_claim, trigger_create, trigger_finish

@@ -17,9 +17,9 @@ from feeds import dropping, placement
 from feeds.dropping import drop_path_import
 from feeds.indexing import feed_index
 from feeds.models import Feed, PackageFile
+from feeds.runners.drop_path_monitor import DropPathMonitor
 from feeds.selectors import project_files
 from indexer.runner import Scheduler
-from indexer.tasks.drop_path_monitor import DropPathMonitor
 from tests.feeds.builders import metadata_text, wheel
 from tests.feeds.servers import daphne_serving, pip_install
 from tests.processes import ServiceProcess, manage, migrate, wait_for

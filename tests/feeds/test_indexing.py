@@ -13,9 +13,9 @@ from feeds import indexing
 from feeds.indexing import feed_index
 from feeds.models import Feed, PackageFile
 from feeds.placement import STALE_TEMP_SECONDS
+from feeds.runners.feed_indexing import FeedIndexing
 from feeds.selectors import feed_projects, project_files
 from indexer.runner import Scheduler
-from indexer.tasks.feed_indexing import FeedIndexing
 from tests.feeds.builders import metadata_text, sdist_tar, wheel
 
 pytestmark = pytest.mark.django_db

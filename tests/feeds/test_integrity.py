@@ -11,9 +11,9 @@ from asgiref.sync import async_to_sync
 from feeds.indexing import feed_index
 from feeds.integrity import feed_integrity_check
 from feeds.models import Feed, PackageFile
+from feeds.runners.feed_integrity import FeedIntegrity
 from feeds.selectors import feed_projects
 from indexer.runner import Scheduler
-from indexer.tasks.feed_integrity import FeedIntegrity
 from tests.feeds.builders import wheel
 
 pytestmark = pytest.mark.django_db

@@ -10,9 +10,9 @@ from asgiref.sync import async_to_sync
 from feeds.indexing import feed_index
 from feeds.models import Feed, PackageFile
 from feeds.retention import feed_retention_apply
+from feeds.runners.feed_retention import FeedRetention
 from feeds.selectors import project_files
 from indexer.runner import Scheduler
-from indexer.tasks.feed_retention import FeedRetention
 from tests.feeds.builders import sdist_tar, wheel
 
 pytestmark = pytest.mark.django_db

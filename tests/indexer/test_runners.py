@@ -15,10 +15,10 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
+from feeds.runners.feed_indexing import FeedIndexing
 from indexer.models import RunnerRecord, Trigger
 from indexer.runner import INTERRUPTED_BY_STOP, RunContext, Runner, RunnerState, Scheduler, State, UnknownRunner
 from indexer.tasks import default_runners
-from indexer.tasks.feed_indexing import FeedIndexing
 from indexer.tasks.trigger_dispatch import TriggerDispatch, triggers_dispatch
 from indexer.triggers import trigger_claim, trigger_create, trigger_finish, trigger_get, triggers_pending_count
 

@@ -25,8 +25,8 @@ from django.views.debug import ExceptionReporter
 from api.keys import api_key_create
 from api.models import SCOPE_NAMES
 from feeds.models import Feed
+from indexer import messenger_config
 from indexer.messenger_config import KEY_SETTING
-from messenger import config as messenger_config
 from messenger.crypto import generate_key
 from settings_store.selectors import setting_get
 from tests.security.support import http_routes

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from feeds.dropping import drop_path_import
+from feeds.runners.base import FeedRunner
 from feeds.selectors import feed_get
 from indexer.runner import RunContext
-from indexer.tasks.feeds import FeedRunner
 
 
 class DropPathMonitor(FeedRunner):

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from feeds.retention import feed_retention_apply
+from feeds.runners.base import FeedRunner
 from feeds.selectors import feed_get
 from indexer.runner import RunContext
-from indexer.tasks.feeds import FeedRunner
 
 
 class FeedRetention(FeedRunner):

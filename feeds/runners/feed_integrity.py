@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from feeds.integrity import feed_integrity_check
+from feeds.runners.base import FeedRunner
 from feeds.selectors import feed_get
 from indexer.runner import RunContext
-from indexer.tasks.feeds import FeedRunner
 
 
 class FeedIntegrity(FeedRunner):
