@@ -17,8 +17,8 @@ from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 
 from api import metrics
-from api.keys import HEADER, ApiKeyError, key_scopes_usable, request_api_key
-from api.models import ApiKey
+from api_keys.keys import HEADER, ApiKeyError, key_scopes_usable, request_api_key
+from api_keys.models import ApiKey
 
 WWW_AUTHENTICATE = 'Basic realm="api", charset="UTF-8"'
 # What an API client should wait before retrying when the service is not reachable (its reconnect backoff).
@@ -55,7 +55,7 @@ def service_unavailable(message: str, *, retry: bool) -> ApiError:
 
 
 def key_required(request: HttpRequest, *, scopes: Iterable[str]) -> ApiKey:
-    """The request's API key, holding one of `scopes` that its owner may still use (api.keys.key_scopes_usable);
+    """The request's API key, holding one of `scopes` that its owner may still use (api_keys.keys.key_scopes_usable);
     raises ApiError 401 (no/refused key) or 403 (scope missing, or the owner lost its permission)."""
     try:
         key = request_api_key(request)

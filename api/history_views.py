@@ -9,7 +9,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from api.endpoint import ApiError, api_endpoint
-from api.models import ApiKey
+from api_keys.models import ApiKey
 from indexer.models import RunHistory
 from indexer.run_history_selectors import (
     MAX_RUN_ID,

@@ -10,7 +10,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from api.endpoint import ApiError, key_required, text_field
-from api.keys import MESSENGER_KEY
+from api_keys.keys import MESSENGER_KEY
 from indexer.messenger_config import KEY_SETTING
 
 CONFIRMATION_NEEDED = (

@@ -8,11 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 import node_base
-from api.models import SCOPES
+from api_keys.models import SCOPES
 
 # Routes of api/urls.py that are deliberately not part of the API description.
 NOT_DESCRIBED = {
-    "api-keys": "the API keys page: HTML for people, signed in with a session",
     "api-not-found": "the JSON 404 for any other /api/ path",
 }
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import time
 
-from api import metrics
 from indexer.messenger_config import service_call
+from node_base.metrics import VIA_ONE_SHOT, round_trip_observe
 
 # An API client or a scraper waits this long at most for the service; a local service answers in milliseconds.
 SERVICE_TIMEOUT = 2.0
@@ -18,5 +18,5 @@ def service_request(type: str, *, body: dict | None = None, timeout: float = SER
     """Send one request to the service and return its reply; the time it took (connect included) is recorded."""
     started = time.perf_counter()
     reply = service_call(type, body=body, timeout=timeout)
-    metrics.round_trip_observe(seconds=time.perf_counter() - started, via=metrics.VIA_ONE_SHOT)
+    round_trip_observe(seconds=time.perf_counter() - started, via=VIA_ONE_SHOT)
     return reply

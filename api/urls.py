@@ -1,7 +1,7 @@
-"""URLs of the JSON API (/api/...), its OpenAPI description, /metrics and the API keys page."""
+"""URLs of the JSON API (/api/...), its OpenAPI description and /metrics."""
 from django.urls import path, re_path
 
-from api import admin_views, history_views, views, yank_views
+from api import history_views, views, yank_views
 
 urlpatterns = [
     path("api/openapi.json", views.openapi_view, name="api-openapi"),
@@ -20,5 +20,4 @@ urlpatterns = [
     path("api/triggers/<int:trigger_id>", views.trigger_view, name="api-trigger"),
     re_path(r"^api/(?P<path>.*)$", views.not_found_view, name="api-not-found"),
     path("metrics", views.metrics_view, name="metrics"),
-    path("administration/api-keys", admin_views.api_keys_page, name="api-keys"),
 ]

@@ -13,14 +13,15 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
+from administration.services import setting_change
 from api import metrics, openapi
 from api.endpoint import ApiError, api_endpoint, key_required, request_fields, service_unavailable, text_field
-from api.keys import api_key_actor, request_ip
 from api.messenger_key import messenger_key_change_check
 from api.metrics_access import metrics_ip_allowed
-from api.models import ApiKey
 from api.service import service_request
 from api.trigger_access import trigger_visible
+from api_keys.keys import api_key_actor, request_ip
+from api_keys.models import ApiKey
 from feeds.selectors import feed_get
 from indexer.models import Trigger
 from indexer.runner_requests import RUNNER_NAME_MAX, RUNNER_REQUESTS, runner_name_valid
@@ -28,7 +29,7 @@ from indexer.trigger_requests import trigger_request
 from indexer.triggers import TriggerError, trigger_get
 from messenger.errors import MessengerError, MessengerUnavailable, RemoteError
 from messenger.messages import STATUS_SNAPSHOT
-from proget_web.administration.services import setting_change
+from node_base.metrics import REGISTRY
 from settings_store.registry import SettingValueError, UnknownSetting
 from settings_store.selectors import mask, settings_list, settings_version
 
@@ -208,6 +209,6 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     except ApiError as exc:
         response: HttpResponse = exc.response()
     else:
-        response = HttpResponse(generate_latest(metrics.REGISTRY), content_type=CONTENT_TYPE_PLAIN_0_0_4)
+        response = HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_PLAIN_0_0_4)
     metrics.api_request_count(endpoint="metrics_view", status=response.status_code)
     return response

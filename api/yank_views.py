@@ -9,8 +9,8 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from api.endpoint import ApiError, api_endpoint, request_fields, text_field
-from api.keys import FEEDS_UPLOAD, api_key_actor
-from api.models import ApiKey
+from api_keys.keys import FEEDS_UPLOAD, api_key_actor
+from api_keys.models import ApiKey
 from feeds.models import Feed
 from feeds.selectors import feed_get
 from feeds.yanking import YankError, YankOutcome, release_unyank, release_yank

@@ -13,7 +13,7 @@ from django.contrib.auth import authenticate
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import Http404, HttpRequest, HttpResponse
 
-from api.keys import BASIC_USER, FEEDS_READ, request_key_scopes, token_split
+from api_keys.keys import BASIC_USER, FEEDS_READ, request_key_scopes, token_split
 from feeds.models import Feed
 from feeds.selectors import feed_get
 from settings_store.selectors import setting_get
@@ -27,7 +27,7 @@ def basic_auth_user(request: HttpRequest) -> AbstractBaseUser | None:
     """The active user whose name and password the request's Authorization header carries, or None.
 
     Credentials that are an API key (user `api`, or a password with the key prefix) are never a password: they
-    are left to the key check (api.keys), which costs one SHA-256, not a password hash (PBKDF2, ~300 ms) per
+    are left to the key check (api_keys.keys), which costs one SHA-256, not a password hash (PBKDF2, ~300 ms) per
     request. A password goes through authenticate(), where django-axes counts failures and locks out.
     """
     scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")

@@ -19,7 +19,7 @@ from django.http.multipartparser import MultiPartParser, MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from api.keys import request_key_user
+from api_keys.keys import request_key_user
 from feeds.access import BASIC_REALM, basic_auth_user
 from feeds.limits import MAX_UPLOAD_BYTES, MAX_UPLOAD_REQUEST_BYTES
 from feeds.models import Feed

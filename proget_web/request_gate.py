@@ -20,7 +20,7 @@ from feeds.limits import MAX_UPLOAD_REQUEST_BYTES
 # The upload route's view name (feeds/urls.py): it authenticates from headers only, so none means 401.
 UPLOAD_VIEW = "feeds:legacy-upload"
 # The headers that can carry credentials the upload view accepts: basic auth (feeds/access.py) or an
-# API key (api/keys.py HEADER); lower-case, as the names handed in are.
+# API key (api_keys/keys.py HEADER); lower-case, as the names handed in are.
 CREDENTIAL_HEADERS = frozenset({b"authorization", b"x-apikey"})
 
 

@@ -45,10 +45,11 @@ INSTALLED_APPS = [
     "channels",
     "proget_web",
     "settings_store",
-    "proget_web.administration",
+    "administration",
     "cluster",
     "indexer",
     "feeds",
+    "api_keys",
     "api",
     "axes",  # failed-login throttling (proget_web/throttling.py); its tables come with `migrate`
 ]

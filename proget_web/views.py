@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 import node_base
-from api.keys import ApiKeyError, request_api_key
+from api_keys.keys import ApiKeyError, request_api_key
 from proget_web.service_probe import ServiceProbe, service_probe
 
 logger = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import sync_and_async_middleware
 
 import node_base
+from administration.selectors import HEARTBEAT_SETTING, messenger_key_state
 from cluster.nodes import NodeIdentity, node_heartbeat, node_register, node_settings_applied
-from proget_web.administration.selectors import HEARTBEAT_SETTING, messenger_key_state
 from settings_store.push import settings_listener
 from settings_store.selectors import setting_get, settings_version
 

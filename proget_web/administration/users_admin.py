@@ -27,7 +27,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern
 
-from proget_web.administration.models import PERMISSIONS
+from administration.models import PERMISSIONS
 
 ADMINISTRATION_CODENAMES = tuple(codename for codename, _ in PERMISSIONS)
 

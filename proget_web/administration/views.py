@@ -11,10 +11,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from administration import selectors, services
 from cluster.models import Node
 from cluster.nodes import NodeNotRemovable
 from indexer.messenger_config import KEY_SETTING
-from proget_web.administration import selectors, services
 from proget_web.administration.forms import EndpointOverrideForm
 from proget_web.administration.permissions import permission_required_or_403
 from proget_web.web_node import web_node_settings_applied

@@ -29,13 +29,13 @@ import orjson
 from channels.db import database_sync_to_async
 from django.db import DatabaseError
 
-from api.metrics import status_link_rtt_observe
 from cluster.primary import primary_address
 from indexer.messenger_config import MessengerSettings, last_resolved_address, local_resolver_async, messenger_settings
 from messenger.client import ClientState, MessengerClient
 from messenger.endpoint import host_port, socket_path
 from messenger.errors import MessengerError, MessengerUnavailable, RequestTimeout
 from messenger.messages import PING, STATUS_SUBSCRIBE
+from node_base.metrics import VIA_STATUS_LINK, round_trip_observe
 from proget_web.status.state import HEARTBEAT, RUNNER, SERVICE, ServiceStatus, event_data
 from settings_store.push import settings_listener
 
@@ -466,7 +466,7 @@ class ServiceLink:
             else:
                 self._last_seen = time.time()
                 self._rtt_ms = round((time.perf_counter() - started) * 1000, 2)
-                status_link_rtt_observe(seconds=self._rtt_ms / 1000)
+                round_trip_observe(seconds=self._rtt_ms / 1000, via=VIA_STATUS_LINK)
                 fingerprint = reply.get("fingerprint")
                 if isinstance(fingerprint, str):
                     self._service_fingerprint = fingerprint
@@ -618,4 +618,9 @@ def service_link() -> ServiceLink:
     loop = asyncio.get_running_loop()
     if _link is None or _link.loop is not loop:
         _link = ServiceLink()
+    return _link
+
+
+def current_link() -> ServiceLink | None:
+    """This process's link if a viewer or a page created one, else None (never creates it: for read-only callers)."""
     return _link

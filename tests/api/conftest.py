@@ -11,8 +11,8 @@ from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
 from api import service as api_service
-from api.keys import SCOPE_PERMISSIONS, api_key_create, api_key_revoke
-from api.models import SCOPE_NAMES, ApiKey
+from api_keys.keys import SCOPE_PERMISSIONS, api_key_create, api_key_revoke
+from api_keys.models import SCOPE_NAMES, ApiKey
 from feeds.models import Feed
 from feeds.services import feed_create
 from indexer import trigger_requests

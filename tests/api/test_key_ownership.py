@@ -12,8 +12,8 @@ from django.contrib.auth.models import Permission, User
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from api.keys import SCOPE_PERMISSIONS, ApiKeyError, api_key_create
-from api.models import SCOPE_NAMES, ApiKey
+from api_keys.keys import SCOPE_PERMISSIONS, ApiKeyError, api_key_create
+from api_keys.models import SCOPE_NAMES, ApiKey
 from indexer.messenger_config import KEY_SETTING
 from messenger.crypto import generate_key
 from settings_store.models import SettingChange

@@ -12,9 +12,9 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
 
-from api import keys
-from api.keys import ApiKeyError, api_key_authenticate, api_key_create, request_key_scopes, request_key_user
-from api.models import ApiKey
+from api_keys import keys
+from api_keys.keys import ApiKeyError, api_key_authenticate, api_key_create, request_key_scopes, request_key_user
+from api_keys.models import ApiKey
 from feeds.upload import upload_permitted
 
 pytestmark = pytest.mark.django_db

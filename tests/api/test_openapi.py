@@ -19,8 +19,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api import urls as api_urls
-from api.models import SCOPE_NAMES
 from api.openapi import DESCRIPTION, NOT_DESCRIBED
+from api_keys.models import SCOPE_NAMES
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 
-from api.keys import api_key_create
+from api_keys.keys import api_key_create
 from indexer.models import Trigger
 
 pytestmark = pytest.mark.django_db

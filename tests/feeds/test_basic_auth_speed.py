@@ -12,7 +12,7 @@ from django.contrib.auth.hashers import MD5PasswordHasher
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 
-from api.keys import api_key_create
+from api_keys.keys import api_key_create
 from feeds.models import Feed
 from settings_store.services import setting_set
 

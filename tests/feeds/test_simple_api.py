@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 
-from api.keys import api_key_create
+from api_keys.keys import api_key_create
 from feeds.indexing import feed_index
 from feeds.models import Feed
 from settings_store.services import setting_set

@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 
-from api.keys import api_key_create
+from api_keys.keys import api_key_create
 from feeds import views_upload
 from feeds.models import Feed, PackageFile
 from feeds.selectors import project_files

@@ -12,10 +12,10 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
+from administration import services
 from cluster.models import Node
 from indexer.messenger_config import KEY_SETTING, MessengerSettings
 from messenger.crypto import generate_key, key_fingerprint, parse_key
-from proget_web.administration import services
 from settings_store.models import SettingChange, SettingValue
 from settings_store.registry import SETTINGS, Kind
 from settings_store.selectors import setting_get, settings_version

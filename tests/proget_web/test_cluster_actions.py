@@ -10,12 +10,12 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.utils import timezone
 
+from administration.services import endpoint_override_audit_name
 from cluster.models import Node, ServiceLease
 from cluster.nodes import NodeIdentity, node_heartbeat
 from indexer.messenger_config import ENDPOINT_SETTING, KEY_SETTING, messenger_settings
 from messenger.crypto import generate_key
 from proget_web import web_node
-from proget_web.administration.services import endpoint_override_audit_name
 from settings_store.models import SettingChange
 from settings_store.selectors import settings_version
 from settings_store.services import setting_set
@@ -323,7 +323,7 @@ def test_an_override_the_primary_refuses_is_a_warning_not_a_success(
     _node("svc-a", age=FRESH)
     _holds_lease("svc-a", expires_in=10)  # the primary is nudged and asked how applying went
     refusal = "the service refused it: cannot listen on tcp://*:7401 (Address already in use); staying on pipe://x"
-    monkeypatch.setattr("proget_web.administration.services._service_told", lambda **_: (refusal, True))
+    monkeypatch.setattr("administration.services._service_told", lambda **_: (refusal, True))
     response = client.post(endpoint_url("svc-a"), {"endpoint": "tcp://*:7401"}, follow=True)
     page = html.unescape(response.content.decode())
     assert f'class="message warning" role="status">svc-a keeps its endpoint: {refusal}.' in page

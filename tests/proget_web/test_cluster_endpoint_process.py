@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 NODE = "svc-x"
 # What the Cluster page's form calls, from a process of the same machine (PROGET_NODE_NAME=NODE).
 OVERRIDE = """
-from proget_web.administration.services import endpoint_override_change
+from administration.services import endpoint_override_change
 print(endpoint_override_change(node={node!r}, value={value!r}, actor="admin").message)
 """
 

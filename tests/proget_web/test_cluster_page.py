@@ -9,10 +9,10 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
+from administration.selectors import FAILOVER_HISTORY_LENGTH, HEARTBEAT_SETTING, cluster_view
 from cluster.models import Failover, Node, ServiceLease
 from indexer.messenger_config import KEY_SETTING
 from messenger.crypto import generate_key, key_fingerprint, parse_key
-from proget_web.administration.selectors import FAILOVER_HISTORY_LENGTH, HEARTBEAT_SETTING, cluster_view
 from proget_web.web_node import web_node_name
 from settings_store.selectors import settings_version
 from settings_store.services import setting_set

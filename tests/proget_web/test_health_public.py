@@ -11,7 +11,7 @@ from django.contrib.auth.models import Permission, User
 from django.db import OperationalError
 from django.test import Client
 
-from api.keys import SCOPE_PERMISSIONS, api_key_create
+from api_keys.keys import SCOPE_PERMISSIONS, api_key_create
 from proget_web import views
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +36,7 @@ def _user(name: str, *perms: str) -> User:
 
 
 def _key(*scopes: str) -> dict[str, str]:
-    """A key with `scopes`, owned by a user holding the permissions they stand for (api.keys.SCOPE_PERMISSIONS)."""
+    """A key with `scopes`, owned by a user holding the permissions they stand for (api_keys.keys.SCOPE_PERMISSIONS)."""
     perms = [SCOPE_PERMISSIONS[scope].split(".")[1] for scope in scopes if SCOPE_PERMISSIONS[scope]]
     return {"HTTP_X_APIKEY": api_key_create(name="t", owner=_user("keyowner", *perms), scopes=scopes).token}
 

@@ -9,8 +9,8 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
 
-from api.keys import api_key_create
-from api.models import SCOPE_NAMES
+from api_keys.keys import api_key_create
+from api_keys.models import SCOPE_NAMES
 from feeds.services import feed_create
 from node_base.paths import MAX_CONFIGURED_PATH
 from settings_store.registry import SettingValueError

@@ -12,8 +12,8 @@ import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.test import Client
 
-from api.keys import api_key_create
-from api.models import ApiKey
+from api_keys.keys import api_key_create
+from api_keys.models import ApiKey
 
 pytestmark = pytest.mark.django_db
 

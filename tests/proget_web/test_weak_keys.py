@@ -10,7 +10,7 @@ from django.contrib.auth.models import Permission, User
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from api.keys import api_key_create
+from api_keys.keys import api_key_create
 from indexer.messenger_config import KEY_SETTING
 from messenger.crypto import KEY_BYTES, generate_key
 from messenger.key_strength import weak_key_reason

@@ -22,8 +22,8 @@ from django.http import HttpResponse
 from django.test import Client
 from django.views.debug import ExceptionReporter
 
-from api.keys import api_key_create
-from api.models import SCOPE_NAMES
+from api_keys.keys import api_key_create
+from api_keys.models import SCOPE_NAMES
 from feeds.models import Feed
 from indexer import messenger_config
 from indexer.messenger_config import KEY_SETTING

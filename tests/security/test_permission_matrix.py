@@ -12,8 +12,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from api.keys import api_key_create
-from api.models import SCOPE_NAMES, ApiKey
+from api_keys.keys import api_key_create
+from api_keys.models import SCOPE_NAMES, ApiKey
 from feeds.models import Feed
 from indexer.models import Trigger
 from settings_store.models import SettingChange
@@ -44,7 +44,7 @@ POST_ONLY = {"logout", "feeds:legacy-upload", "feed-reindex", "feed-upload"}
 KEY_ONLY = {"metrics", "api-settings-list", "api-settings-set", "api-service-status", "api-runner-action",
             "api-feed-reindex", "api-trigger", "api-feed-yank", "api-feed-unyank", "api-runner-history",
             "api-runner-run"}
-# Key routes a feeds:read key opens, which every active user may hold (api.keys.SCOPE_PERMISSIONS): no permission.
+# Key routes a feeds:read key opens, which every active user may hold (api_keys.keys.SCOPE_PERMISSIONS): no permission.
 EVERY_USER = {"api-trigger"}
 # The documented CSRF-exempt routes (docs/security.md): they never accept a session cookie as authentication.
 # api-openapi: public and read-only; exempt so a POST gets the API's JSON 405, not the CSRF page.

@@ -17,7 +17,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
-from api.keys import api_key_create
+from api_keys.keys import api_key_create
 from feeds.models import Feed
 from settings_store.services import setting_set
 from tests.feeds.servers import daphne_serving

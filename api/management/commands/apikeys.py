@@ -1,6 +1,6 @@
 """`manage.py apikeys create NAME --owner USER --scope S [--scope S] [--expires-days N] | list | revoke ID`.
 
-An interface to api.keys: `create` prints the key once (on stdout, nothing else goes there), `list` never
+An interface to api_keys.keys: `create` prints the key once (on stdout, nothing else goes there), `list` never
 shows keys, only ids. Exit non-zero with one clear line on failure.
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
-from api.keys import ApiKeyError, api_key_create, api_key_revoke, api_keys_list
-from api.models import SCOPE_NAMES
+from api_keys.keys import ApiKeyError, api_key_create, api_key_revoke, api_keys_list
+from api_keys.models import SCOPE_NAMES
 from node_base.cli import ActionCommand
 
 

@@ -5,8 +5,8 @@ import getpass
 
 from django.core.management.base import CommandParser
 
+from administration.services import setting_change
 from node_base.cli import ActionCommand
-from proget_web.administration.services import setting_change
 from settings_store.models import SettingValue
 from settings_store.registry import SettingValueError, UnknownSetting, setting_definition
 from settings_store.selectors import mask, settings_list

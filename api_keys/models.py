@@ -40,6 +40,7 @@ class ApiKey(models.Model):
     last_used_ip = models.GenericIPAddressField(null=True, blank=True)
 
     class Meta:
+        db_table = "api_apikey"  # the name it had in the api app: the move changed no schema
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
+from administration.selectors import service_apply_report, stale_after_seconds
 from cluster.nodes import node_endpoint_override_set, node_remove
 from cluster.primary import primary_name
 from indexer.messenger_config import (
@@ -26,7 +27,6 @@ from indexer.messenger_config import (
 from messenger.crypto import generate_key
 from messenger.endpoint import parse_endpoint
 from messenger.errors import MessengerError
-from proget_web.administration.selectors import service_apply_report, stale_after_seconds
 from settings_store.models import SettingChange
 from settings_store.push import settings_push_on_commit
 from settings_store.registry import setting_definition

@@ -23,7 +23,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from api.models import SCOPE_NAMES, ApiKey
+from api_keys.models import SCOPE_NAMES, ApiKey
 
 logger = logging.getLogger(__name__)
 

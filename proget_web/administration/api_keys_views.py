@@ -1,6 +1,6 @@
 """The API keys page (/administration/api-keys): create a key (shown once), list keys with their last use, revoke.
 
-An interface only: it parses the forms and calls api.keys. The key is in one response, marked no-store, and
+An interface only: it parses the forms and calls api_keys.keys. The key is in one response, marked no-store, and
 nowhere else (not in the session, not in a redirect, not in the log).
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from api.forms import ApiKeyCreateForm, ApiKeyRevokeForm
-from api.keys import ApiKeyError, IssuedKey, api_key_create, api_key_revoke, api_keys_list
+from api_keys.keys import ApiKeyError, IssuedKey, api_key_create, api_key_revoke, api_keys_list
+from proget_web.administration.api_key_forms import ApiKeyCreateForm, ApiKeyRevokeForm
 from proget_web.administration.permissions import permission_required_or_403
 
 ACTION_CREATE = "create"
@@ -50,7 +50,7 @@ def api_keys_page(request: HttpRequest) -> HttpResponse:
                 form = ApiKeyCreateForm(owner=request.user)
     context = {"form": form, "issued": issued, "keys": api_keys_list(), "now": timezone.now(),
                "ACTION_CREATE": ACTION_CREATE, "ACTION_REVOKE": ACTION_REVOKE}
-    response = render(request, "api/api_keys.html", context, status=400 if form.errors else 200)
+    response = render(request, "administration/api_keys.html", context, status=400 if form.errors else 200)
     if issued is not None:
         response["Cache-Control"] = "no-store"  # the key is in this page: no cache may keep it
     return response

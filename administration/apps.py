@@ -1,8 +1,8 @@
-"""Django app config for the administration pages (it owns the custom permissions)."""
+"""Django app config for the administration core (it owns the custom permissions)."""
 from django.apps import AppConfig
 
 
 class AdministrationConfig(AppConfig):
-    name = "proget_web.administration"
+    name = "administration"
     label = "administration"
     verbose_name = "Administration"

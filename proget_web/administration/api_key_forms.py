@@ -6,15 +6,15 @@ from typing import Any
 from django import forms
 from django.contrib.auth.models import AbstractBaseUser
 
-from api.keys import NAME_MAX_LENGTH, owner_may
-from api.models import SCOPES
+from api_keys.keys import NAME_MAX_LENGTH, owner_may
+from api_keys.models import SCOPES
 
 # The longest expiry offered: ten years. A key that should live longer should simply not expire.
 MAX_EXPIRES_DAYS = 3650
 
 
 class ApiKeyCreateForm(forms.Form):
-    """Offers only the scopes `owner` may hand out (api.keys.owner_may); api_key_create checks again."""
+    """Offers only the scopes `owner` may hand out (api_keys.keys.owner_may); api_key_create checks again."""
 
     name = forms.CharField(max_length=NAME_MAX_LENGTH, help_text="What the key is for, e.g. \"CI uploads\".")
     scopes = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple,
