@@ -24,8 +24,10 @@ test: $(STAMP)
 bench-deps: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 
+# ruff, then the import contract (pyproject.toml [tool.importlinter]: the layers, a messenger without Django).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 # The quick developer loop: lint, then every test that needs neither a browser nor long-running processes.
 check: lint
