@@ -10,6 +10,8 @@ from django.db import models
 from django.utils import timezone
 
 TARGET_MAX_LENGTH = 200
+# A runner's name: a Run's trigger carries it as its target, so the same cap (indexer.runner_requests checks it).
+RUNNER_NAME_MAX = TARGET_MAX_LENGTH
 
 
 class Trigger(models.Model):
@@ -51,7 +53,7 @@ class RunnerRecord(models.Model):
         OK = "ok"
         FAILED = "failed"
 
-    name = models.CharField(max_length=100, primary_key=True)
+    name = models.CharField(max_length=RUNNER_NAME_MAX, primary_key=True)
     paused = models.BooleanField(default=False)
     last_started_at = models.DateTimeField(null=True, blank=True)
     last_duration = models.FloatField(null=True, blank=True)  # seconds
@@ -79,7 +81,7 @@ class RunHistory(models.Model):
         OK = "ok"
         FAILED = "failed"
 
-    runner = models.CharField(max_length=100)
+    runner = models.CharField(max_length=RUNNER_NAME_MAX)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
     duration = models.FloatField(null=True, blank=True)  # seconds

@@ -1,11 +1,9 @@
 """What a caller (the Status page, the JSON API) may ask of a task runner by name: one rule for every caller."""
 from __future__ import annotations
 
-from indexer.models import TARGET_MAX_LENGTH
+from indexer.models import RUNNER_NAME_MAX  # the cap the stored runner names have
 from messenger.messages import RUNNER_PAUSE, RUNNER_RESUME
 
-# Runner names are short display names ("Feed Indexing"); a Run's trigger names its runner in Trigger.target.
-RUNNER_NAME_MAX = TARGET_MAX_LENGTH
 # Each runner action other than Run (which goes through the trigger core) and the service request it becomes.
 RUNNER_REQUESTS = {"pause": RUNNER_PAUSE, "resume": RUNNER_RESUME}
 
