@@ -27,7 +27,7 @@ from indexer.runner_requests import RUNNER_NAME_MAX, RUNNER_REQUESTS, runner_nam
 from indexer.trigger_requests import trigger_request
 from indexer.triggers import TriggerError, trigger_get
 from messenger.errors import MessengerError, MessengerUnavailable, RemoteError
-from messenger.messages import STATUS_SNAPSHOT
+from messenger.messages import STATUS_SNAPSHOT, UNKNOWN_RUNNER
 from proget_web.administration.services import setting_change
 from proget_web.advanced_settings.registry import SettingValueError, UnknownSetting
 from proget_web.advanced_settings.selectors import mask, settings_list, settings_version
@@ -39,18 +39,20 @@ API_SOURCE = "api"
 MAX_ID = 2**63 - 1
 # The service's log lines a status request may ask for (the service itself caps it at 200).
 MAX_STATUS_LOGS = 200
+# The service's refusals (by ERROR code) that mean "no such thing": 404 with its text; any other refusal is 502.
+NOT_FOUND_CODES = frozenset({UNKNOWN_RUNNER})
 # The spellings of a boolean query parameter: OpenAPI's true/false, and 1/0, yes/no as people type them.
 FLAG_VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 def _service_reply(type: str, body: dict | None = None) -> dict:
-    """The service's reply; ApiError 503 (Retry-After when waiting helps) or 502 when it refused."""
+    """The service's reply; ApiError 503 (Retry-After when waiting helps), 404 or 502 when it refused (by code)."""
     try:
         return service_request(type, body=body)
     except MessengerUnavailable as exc:
         raise service_unavailable(f"service not reachable: {exc.reason}", retry=True) from None
     except RemoteError as exc:
-        if str(exc).startswith("unknown runner"):
+        if exc.code in NOT_FOUND_CODES:
             raise ApiError(str(exc), status=404) from None
         raise ApiError(f"the service refused: {exc}", status=502) from None
     except MessengerError as exc:
