@@ -6,7 +6,6 @@ authentication, scopes and error shapes are api.endpoint's job, so no view sees 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -24,6 +23,7 @@ from api.trigger_access import trigger_visible
 from feeds.selectors import feed_get
 from indexer.models import Trigger
 from indexer.runner_requests import RUNNER_NAME_MAX, RUNNER_REQUESTS, runner_name_valid
+from indexer.trigger_json import trigger_as_json
 from indexer.trigger_requests import trigger_request
 from indexer.triggers import TriggerError, trigger_get
 from messenger.errors import MessengerError, MessengerUnavailable, RemoteError
@@ -137,21 +137,6 @@ def runner_action_view(request: HttpRequest, *, key: ApiKey, name: str, action: 
 
 # --- feeds and triggers ---
 
-def _trigger_json(trigger: Trigger) -> dict[str, Any]:
-    return {
-        "id": trigger.id,
-        "kind": trigger.kind,
-        "target": trigger.target,
-        "state": trigger.state,
-        "result": trigger.result,
-        "requestedBy": trigger.requested_by,
-        "createdAt": trigger.created_at.isoformat(),
-        "claimedBy": trigger.claimed_by,
-        "claimedAt": trigger.claimed_at.isoformat() if trigger.claimed_at else None,
-        "finishedAt": trigger.finished_at.isoformat() if trigger.finished_at else None,
-    }
-
-
 @api_endpoint(scopes=["feeds:reindex"], methods=["POST"])
 def feed_reindex_view(request: HttpRequest, *, key: ApiKey, feed: str) -> HttpResponse:
     """Queue a durable reindex of `feed` and nudge the service; 202 with the trigger, even with the service down."""
@@ -170,7 +155,7 @@ def _trigger_response(kind: str, target: str, key: ApiKey) -> HttpResponse:
         raise ApiError(str(exc), status=404 if str(exc).startswith("unknown ") else 400) from None
     logger.info("api: %s %s by %s: %s", kind, target, api_key_actor(key), outcome.message)
     outcome.trigger.refresh_from_db()
-    return JsonResponse({"trigger": _trigger_json(outcome.trigger), "nudged": outcome.nudged,
+    return JsonResponse({"trigger": trigger_as_json(outcome.trigger), "nudged": outcome.nudged,
                          "alreadyQueued": outcome.already_queued, "message": outcome.message}, status=202)
 
 
@@ -180,7 +165,7 @@ def trigger_view(request: HttpRequest, *, key: ApiKey, trigger_id: int) -> HttpR
     trigger = trigger_get(trigger_id=trigger_id) if 0 < trigger_id <= MAX_ID else None
     if trigger is None or not trigger_visible(trigger=trigger, owner=key.owner):
         raise ApiError(f"no trigger {trigger_id} (finished triggers are deleted after a few days)", status=404)
-    return JsonResponse(_trigger_json(trigger))
+    return JsonResponse(trigger_as_json(trigger))
 
 
 # --- the description, unknown paths, metrics ---
