@@ -27,7 +27,7 @@ from indexer.trigger_json import trigger_as_json
 from indexer.trigger_requests import trigger_request
 from indexer.triggers import TriggerError, trigger_get
 from messenger.errors import MessengerError, MessengerUnavailable, RemoteError
-from messenger.messages import STATUS_SNAPSHOT, UNKNOWN_RUNNER
+from messenger.messages import STATUS_SNAPSHOT, UNKNOWN_FEED, UNKNOWN_RUNNER
 from proget_web.administration.services import setting_change
 from proget_web.advanced_settings.registry import SettingValueError, UnknownSetting
 from proget_web.advanced_settings.selectors import mask, settings_list, settings_version
@@ -39,8 +39,9 @@ API_SOURCE = "api"
 MAX_ID = 2**63 - 1
 # The service's log lines a status request may ask for (the service itself caps it at 200).
 MAX_STATUS_LOGS = 200
-# The service's refusals (by ERROR code) that mean "no such thing": 404 with its text; any other refusal is 502.
-NOT_FOUND_CODES = frozenset({UNKNOWN_RUNNER})
+# The refusals (by code, messenger.messages) that mean "no such thing": 404 with their text. Any other refusal is
+# 502 from the service (it refused what the API sent) or 400 from the trigger core (a bad target).
+NOT_FOUND_CODES = frozenset({UNKNOWN_RUNNER, UNKNOWN_FEED})
 # The spellings of a boolean query parameter: OpenAPI's true/false, and 1/0, yes/no as people type them.
 FLAG_VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
@@ -152,7 +153,7 @@ def _trigger_response(kind: str, target: str, key: ApiKey) -> HttpResponse:
     try:
         outcome = trigger_request(kind=kind, target=target, requested_by=api_key_actor(key))
     except TriggerError as exc:
-        raise ApiError(str(exc), status=404 if str(exc).startswith("unknown ") else 400) from None
+        raise ApiError(str(exc), status=404 if exc.code in NOT_FOUND_CODES else 400) from None
     logger.info("api: %s %s by %s: %s", kind, target, api_key_actor(key), outcome.message)
     outcome.trigger.refresh_from_db()
     return JsonResponse({"trigger": trigger_as_json(outcome.trigger), "nudged": outcome.nudged,

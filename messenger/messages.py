@@ -47,10 +47,13 @@ MESSAGE_TYPES: tuple[str, ...] = (
 UNKNOWN_TYPE = "unknown_type"  # no handler for this message type
 BAD_REQUEST = "bad_request"  # the body is not what the type expects, or a stream id already in use
 UNKNOWN_RUNNER = "unknown_runner"  # no task runner of that name
+UNKNOWN_FEED = "unknown_feed"  # no feed of that name (the trigger core's refusal; no request names a feed yet)
 TOO_MANY_STREAMS = "too_many_streams"  # the connection holds its MAX_STREAMS_PER_CONNECTION streams already
 INTERNAL = "internal"  # the handler failed
 UNSPECIFIED = "unspecified"  # an ERROR without a code, from a peer that sends none (older nodes)
-ERROR_CODES: tuple[str, ...] = (UNKNOWN_TYPE, BAD_REQUEST, UNKNOWN_RUNNER, TOO_MANY_STREAMS, INTERNAL, UNSPECIFIED)
+ERROR_CODES: tuple[str, ...] = (
+    UNKNOWN_TYPE, BAD_REQUEST, UNKNOWN_RUNNER, UNKNOWN_FEED, TOO_MANY_STREAMS, INTERNAL, UNSPECIFIED,
+)
 MAX_ERROR_CODE_CHARS = 32
 # A received code may be one this node does not know (a newer peer's): well-formed is all it must be.
 _ERROR_CODE = re.compile(rf"[a-z][a-z0-9_]{{0,{MAX_ERROR_CODE_CHARS - 1}}}")
