@@ -6,7 +6,6 @@ authentication, scopes and error shapes are api.endpoint's job, so no view sees 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -25,10 +24,11 @@ from api_keys.models import ApiKey
 from feeds.selectors import feed_get
 from indexer.models import Trigger
 from indexer.runner_requests import RUNNER_NAME_MAX, RUNNER_REQUESTS, runner_name_valid
+from indexer.trigger_json import trigger_as_json
 from indexer.trigger_requests import trigger_request
 from indexer.triggers import TriggerError, trigger_get
 from messenger.errors import MessengerError, MessengerUnavailable, RemoteError
-from messenger.messages import STATUS_SNAPSHOT
+from messenger.messages import STATUS_SNAPSHOT, UNKNOWN_FEED, UNKNOWN_RUNNER
 from node_base.metrics import REGISTRY
 from settings_store.registry import SettingValueError, UnknownSetting
 from settings_store.selectors import mask, settings_list, settings_version
@@ -40,18 +40,21 @@ API_SOURCE = "api"
 MAX_ID = 2**63 - 1
 # The service's log lines a status request may ask for (the service itself caps it at 200).
 MAX_STATUS_LOGS = 200
+# The refusals (by code, messenger.messages) that mean "no such thing": 404 with their text. Any other refusal is
+# 502 from the service (it refused what the API sent) or 400 from the trigger core (a bad target).
+NOT_FOUND_CODES = frozenset({UNKNOWN_RUNNER, UNKNOWN_FEED})
 # The spellings of a boolean query parameter: OpenAPI's true/false, and 1/0, yes/no as people type them.
 FLAG_VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 def _service_reply(type: str, body: dict | None = None) -> dict:
-    """The service's reply; ApiError 503 (Retry-After when waiting helps) or 502 when it refused."""
+    """The service's reply; ApiError 503 (Retry-After when waiting helps), 404 or 502 when it refused (by code)."""
     try:
         return service_request(type, body=body)
     except MessengerUnavailable as exc:
         raise service_unavailable(f"service not reachable: {exc.reason}", retry=True) from None
     except RemoteError as exc:
-        if str(exc).startswith("unknown runner"):
+        if exc.code in NOT_FOUND_CODES:
             raise ApiError(str(exc), status=404) from None
         raise ApiError(f"the service refused: {exc}", status=502) from None
     except MessengerError as exc:
@@ -136,21 +139,6 @@ def runner_action_view(request: HttpRequest, *, key: ApiKey, name: str, action: 
 
 # --- feeds and triggers ---
 
-def _trigger_json(trigger: Trigger) -> dict[str, Any]:
-    return {
-        "id": trigger.id,
-        "kind": trigger.kind,
-        "target": trigger.target,
-        "state": trigger.state,
-        "result": trigger.result,
-        "requestedBy": trigger.requested_by,
-        "createdAt": trigger.created_at.isoformat(),
-        "claimedBy": trigger.claimed_by,
-        "claimedAt": trigger.claimed_at.isoformat() if trigger.claimed_at else None,
-        "finishedAt": trigger.finished_at.isoformat() if trigger.finished_at else None,
-    }
-
-
 @api_endpoint(scopes=["feeds:reindex"], methods=["POST"])
 def feed_reindex_view(request: HttpRequest, *, key: ApiKey, feed: str) -> HttpResponse:
     """Queue a durable reindex of `feed` and nudge the service; 202 with the trigger, even with the service down."""
@@ -166,10 +154,10 @@ def _trigger_response(kind: str, target: str, key: ApiKey) -> HttpResponse:
     try:
         outcome = trigger_request(kind=kind, target=target, requested_by=api_key_actor(key))
     except TriggerError as exc:
-        raise ApiError(str(exc), status=404 if str(exc).startswith("unknown ") else 400) from None
+        raise ApiError(str(exc), status=404 if exc.code in NOT_FOUND_CODES else 400) from None
     logger.info("api: %s %s by %s: %s", kind, target, api_key_actor(key), outcome.message)
     outcome.trigger.refresh_from_db()
-    return JsonResponse({"trigger": _trigger_json(outcome.trigger), "nudged": outcome.nudged,
+    return JsonResponse({"trigger": trigger_as_json(outcome.trigger), "nudged": outcome.nudged,
                          "alreadyQueued": outcome.already_queued, "message": outcome.message}, status=202)
 
 
@@ -179,7 +167,7 @@ def trigger_view(request: HttpRequest, *, key: ApiKey, trigger_id: int) -> HttpR
     trigger = trigger_get(trigger_id=trigger_id) if 0 < trigger_id <= MAX_ID else None
     if trigger is None or not trigger_visible(trigger=trigger, owner=key.owner):
         raise ApiError(f"no trigger {trigger_id} (finished triggers are deleted after a few days)", status=404)
-    return JsonResponse(_trigger_json(trigger))
+    return JsonResponse(trigger_as_json(trigger))
 
 
 # --- the description, unknown paths, metrics ---

@@ -20,6 +20,7 @@ class TargetedKind:
     runner: str
     noun: str  # what a target is, for messages: "feed"
     exists: Callable[[str], bool]
+    unknown_code: str  # the refusal's code (messenger.messages) when the target does not exist
 
     def refusal(self, target: str) -> str | None:
         """Why `target` cannot be run on (no such one), or None."""
@@ -39,9 +40,11 @@ def registered_runners() -> tuple[type[Runner], ...]:
     return tuple(_runners)
 
 
-def targeted_kind_register(kind: str, *, runner: type[Runner], noun: str, exists: Callable[[str], bool]) -> None:
+def targeted_kind_register(
+    kind: str, *, runner: type[Runner], noun: str, exists: Callable[[str], bool], unknown_code: str,
+) -> None:
     """Make triggers of `kind` run `runner` limited to their target, which `exists` must know."""
-    _targeted[kind] = TargetedKind(runner=runner.name, noun=noun, exists=exists)
+    _targeted[kind] = TargetedKind(runner=runner.name, noun=noun, exists=exists, unknown_code=unknown_code)
 
 
 def targeted_kind(kind: str) -> TargetedKind | None:

@@ -1,7 +1,7 @@
 """The service node's answers to messenger requests: decode the body, call the node, return JSON.
 
 Bodies come from peers that proved the key, but are still checked: a malformed one gets an ERROR
-reply naming what was expected.
+reply (code BAD_REQUEST) naming what was expected; a runner name no runner has gets UNKNOWN_RUNNER.
 """
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from asgiref.sync import sync_to_async
 from indexer.runner import UnknownRunner
 from indexer.tasks.trigger_dispatch import triggers_dispatch
 from indexer.triggers import trigger_whereabouts
+from messenger.errors import RequestRefused
 from messenger.messages import (
+    BAD_REQUEST,
     CONFIG_CHANGED,
     PING,
     RUNNER_PAUSE,
@@ -24,6 +26,7 @@ from messenger.messages import (
     STATUS_SNAPSHOT,
     STATUS_SUBSCRIBE,
     TRIGGER_NUDGE,
+    UNKNOWN_RUNNER,
 )
 from messenger.server import RequestContext
 
@@ -39,7 +42,7 @@ REQUESTED_BY_MAX = 150
 def _text(body: dict, field: str) -> str:
     value = body.get(field)
     if not isinstance(value, str) or not value:
-        raise ValueError(f"'{field}' must be a non-empty string")
+        raise RequestRefused(f"'{field}' must be a non-empty string", code=BAD_REQUEST)
     return value
 
 
@@ -47,7 +50,7 @@ def _requested_by(body: dict) -> str:
     """Who asked for a run, as the web node names them (optional; for the run history)."""
     value = body.get("by", "")
     if not isinstance(value, str):
-        raise ValueError("'by' must be a string")
+        raise RequestRefused("'by' must be a string", code=BAD_REQUEST)
     return value[:REQUESTED_BY_MAX]
 
 
@@ -82,7 +85,7 @@ class ServiceHandlers:
     async def status_snapshot(self, body: dict, ctx: RequestContext) -> dict:
         logs = body.get("logs", SNAPSHOT_MAX_LOGS)
         if not isinstance(logs, int) or isinstance(logs, bool) or logs < 0:
-            raise ValueError("'logs' must be a whole number")
+            raise RequestRefused("'logs' must be a whole number", code=BAD_REQUEST)
         return self.snapshot(max_logs=min(logs, SNAPSHOT_MAX_LOGS))
 
     async def status_subscribe(self, body: dict, ctx: RequestContext) -> AsyncIterator[dict]:
@@ -98,7 +101,7 @@ class ServiceHandlers:
     async def trigger_nudge(self, body: dict, ctx: RequestContext) -> dict:
         trigger_id = body.get("id")
         if not isinstance(trigger_id, int) or isinstance(trigger_id, bool) or trigger_id < 1:
-            raise ValueError("'id' must be a trigger id")
+            raise RequestRefused("'id' must be a trigger id", code=BAD_REQUEST)
         outcomes = await triggers_dispatch(scheduler=self.node.scheduler, trigger_id=trigger_id)
         if not outcomes:
             outcomes = [await sync_to_async(trigger_whereabouts)(trigger_id=trigger_id)]
@@ -108,7 +111,7 @@ class ServiceHandlers:
         try:
             start = self.node.scheduler.run_now(_text(body, "name"), requested_by=_requested_by(body))
         except UnknownRunner as exc:
-            raise ValueError(str(exc)) from None
+            raise RequestRefused(str(exc), code=UNKNOWN_RUNNER) from None
         return {"started": start.started, "message": start.message}
 
     async def runner_pause(self, body: dict, ctx: RequestContext) -> dict:
@@ -122,7 +125,7 @@ class ServiceHandlers:
         try:
             state = await (scheduler.pause if paused else scheduler.resume)(_text(body, "name"))
         except UnknownRunner as exc:
-            raise ValueError(str(exc)) from None
+            raise RequestRefused(str(exc), code=UNKNOWN_RUNNER) from None
         return state.as_json()
 
     async def service_restart(self, body: dict, ctx: RequestContext) -> dict:

@@ -20,7 +20,7 @@ from indexer.runner_registry import targeted_kind
 from indexer.tasks import runner_names
 from indexer.triggers import TriggerError, trigger_create
 from messenger.errors import MessengerError, MessengerUnavailable
-from messenger.messages import TRIGGER_NUDGE
+from messenger.messages import TRIGGER_NUDGE, UNKNOWN_RUNNER
 
 # A nudge is a courtesy: the page or command waits this long at most, then the poll takes over.
 NUDGE_TIMEOUT = 2.0
@@ -51,12 +51,12 @@ def trigger_queue(*, kind: str, target: str, requested_by: str) -> tuple[Trigger
     if kind == Trigger.Kind.RUNNER_RUN and name:
         known = known_runner_names()
         if name not in known:
-            raise TriggerError(f"unknown runner {name!r} (known: {', '.join(known)})")
+            raise TriggerError(f"unknown runner {name!r} (known: {', '.join(known)})", code=UNKNOWN_RUNNER)
         pending = Trigger.objects.filter(kind=kind, target=name, state=Trigger.State.PENDING).order_by("id").first()
         if pending is not None:
             return pending, True
     elif name and (targeted := targeted_kind(kind)) is not None and (refusal := targeted.refusal(name)):
-        raise TriggerError(refusal)
+        raise TriggerError(refusal, code=targeted.unknown_code)
     return trigger_create(kind=kind, target=target, requested_by=requested_by), False
 
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from cluster.lease import LeaseLost, lease_fence, lease_guard
 from indexer.models import TARGET_MAX_LENGTH, Trigger
+from messenger.messages import BAD_REQUEST
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,12 @@ FINISHED_STATES = (Trigger.State.DONE, Trigger.State.FAILED)
 
 
 class TriggerError(ValueError):
-    """A trigger that cannot be created; the message is meant for the user."""
+    """A trigger that cannot be created: the message is for the user, `code` (BAD_REQUEST, UNKNOWN_RUNNER or
+    UNKNOWN_FEED of messenger.messages, as the service's refusals) for callers."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def interrupted_reason(node: str) -> str:
@@ -35,12 +41,13 @@ def interrupted_reason(node: str) -> str:
 def trigger_create(*, kind: str, target: str, requested_by: str) -> Trigger:
     """Store a pending trigger; raises TriggerError for an unknown kind or a bad target."""
     if kind not in Trigger.Kind.values:
-        raise TriggerError(f"unknown trigger kind {kind!r} (expected one of {', '.join(Trigger.Kind.values)})")
+        raise TriggerError(f"unknown trigger kind {kind!r} (expected one of {', '.join(Trigger.Kind.values)})",
+                           code=BAD_REQUEST)
     target = target.strip()
     if not target:
-        raise TriggerError("a trigger needs a target (a feed or runner name)")
+        raise TriggerError("a trigger needs a target (a feed or runner name)", code=BAD_REQUEST)
     if len(target) > TARGET_MAX_LENGTH:
-        raise TriggerError(f"a trigger target is at most {TARGET_MAX_LENGTH} characters")
+        raise TriggerError(f"a trigger target is at most {TARGET_MAX_LENGTH} characters", code=BAD_REQUEST)
     trigger = Trigger.objects.create(kind=kind, target=target, requested_by=requested_by)
     logger.info("trigger %s created: %s %s by %s", trigger.id, kind, target, requested_by)
     return trigger

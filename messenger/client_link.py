@@ -214,11 +214,11 @@ class Link(asyncio.Protocol):
         elif kind is ErrorReply:
             future = self.pending.pop(event.id, None)
             if future is not None and not future.done():
-                future.set_exception(RemoteError(event.message))
+                future.set_exception(RemoteError(event.message, code=event.code))
             else:
                 sink = self.streams.pop(event.id, None)
                 if sink is not None:
-                    sink.end(RemoteError(event.message))
+                    sink.end(RemoteError(event.message, code=event.code))
         elif kind is Cancel:  # the service ended a stream
             sink = self.streams.pop(event.id, None)
             if sink is not None:

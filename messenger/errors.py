@@ -2,7 +2,7 @@
 
 Two protocol errors as in h11 (LocalProtocolError: we misused the protocol; RemoteProtocolError:
 the peer broke it or failed authentication, with a short `reason` for counters), plus
-configuration errors and the errors a client caller sees.
+configuration errors, the errors a client caller sees, and the refusal a request handler raises.
 """
 
 
@@ -51,4 +51,19 @@ class RequestTimeout(MessengerUnavailable):
 
 
 class RemoteError(MessengerError):
-    """The service answered with an ERROR envelope."""
+    """The service answered with an ERROR envelope: the text for people, `code` (messenger.messages) for callers."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class RequestRefused(MessengerError):
+    """Raised by a request handler to refuse: the peer gets an ERROR with this text and `code` (messenger.messages).
+
+    Any other exception of a handler is answered with the code INTERNAL.
+    """
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code

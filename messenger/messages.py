@@ -1,12 +1,14 @@
 """The message-type allowlist, the envelope codec (the plaintext inside a frame) and v2's batch records.
 
 Guarantees: only the allowlisted kinds and message types are encoded or decoded; bodies are compact
-UTF-8 JSON objects; a batch holds 1 to MAX_BATCH_ENVELOPES whole envelopes, never another batch;
-anything malformed from the peer is RemoteProtocolError("bad-message").
+UTF-8 JSON objects; an ERROR body holds a string "error" and, but for older peers, a well-formed "code"; a batch
+holds 1 to MAX_BATCH_ENVELOPES whole envelopes, never another batch; anything malformed from the peer is
+RemoteProtocolError("bad-message").
 """
 
 import enum
 import json
+import re
 import struct
 from collections.abc import Sequence
 
@@ -38,6 +40,35 @@ MESSAGE_TYPES: tuple[str, ...] = (
     SERVICE_RESTART,
     CONFIG_CHANGED,
 )
+
+
+# The codes an ERROR reply carries (body {"error": text, "code": code}): callers branch on the code, never on the
+# text, which is for people and may change. A code is snake_case, at most MAX_ERROR_CODE_CHARS characters.
+UNKNOWN_TYPE = "unknown_type"  # no handler for this message type
+BAD_REQUEST = "bad_request"  # the body is not what the type expects, or a stream id already in use
+UNKNOWN_RUNNER = "unknown_runner"  # no task runner of that name
+UNKNOWN_FEED = "unknown_feed"  # no feed of that name (the trigger core's refusal; no request names a feed yet)
+TOO_MANY_STREAMS = "too_many_streams"  # the connection holds its MAX_STREAMS_PER_CONNECTION streams already
+INTERNAL = "internal"  # the handler failed
+UNSPECIFIED = "unspecified"  # an ERROR without a code, from a peer that sends none (older nodes)
+ERROR_CODES: tuple[str, ...] = (
+    UNKNOWN_TYPE, BAD_REQUEST, UNKNOWN_RUNNER, UNKNOWN_FEED, TOO_MANY_STREAMS, INTERNAL, UNSPECIFIED,
+)
+MAX_ERROR_CODE_CHARS = 32
+# A received code may be one this node does not know (a newer peer's): well-formed is all it must be.
+_ERROR_CODE = re.compile(rf"[a-z][a-z0-9_]{{0,{MAX_ERROR_CODE_CHARS - 1}}}")
+
+
+def error_code_valid(code: object) -> bool:
+    """True for a well-formed ERROR code: a snake_case string of 1 to MAX_ERROR_CODE_CHARS characters."""
+    return isinstance(code, str) and _ERROR_CODE.fullmatch(code) is not None
+
+
+def error_body(message: str, *, code: str) -> dict:
+    """The body of an ERROR reply; a malformed code is LocalProtocolError (the peer would refuse it)."""
+    if not error_code_valid(code):
+        raise LocalProtocolError(f"{code!r} is not an ERROR code")
+    return {"error": message, "code": code}
 
 
 class Kind(enum.IntEnum):
@@ -165,7 +196,8 @@ def decode_envelope(data: bytes) -> tuple[Kind, int, str | None, dict | None]:
             body = _EXACT_DECODER.decode(data[ENVELOPE_HEADER_BYTES:].decode("utf-8"))
     except (ValueError, RecursionError):  # orjson.JSONDecodeError is a ValueError
         raise RemoteProtocolError("bad-message") from None
-    if kind is _ERROR and not isinstance(body.get("error"), str):
+    if kind is _ERROR and (not isinstance(body.get("error"), str) or
+                           ("code" in body and not error_code_valid(body["code"]))):
         raise RemoteProtocolError("bad-message")
     return kind, id, type, body
 

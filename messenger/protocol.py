@@ -35,11 +35,13 @@ from messenger.limits import (
 from messenger.messages import (
     BATCH_KIND,
     REQUEST_CODES,
+    UNSPECIFIED,
     Kind,
     decode_envelope,
     encode_batch,
     encode_envelope,
     encode_with_body,
+    error_body,
     split_batch,
 )
 
@@ -143,9 +145,10 @@ class Reply(_Event):
 
 class ErrorReply(_Event):
     __slots__ = ()
-    _fields = ("id", "message")
+    _fields = ("id", "message", "code")
     id: int = property(itemgetter(0))  # type: ignore[assignment]
     message: str = property(itemgetter(1))  # type: ignore[assignment]
+    code: str = property(itemgetter(2))  # type: ignore[assignment]  # messenger.messages' ERROR codes
 
 
 class StreamItem(_Event):
@@ -401,7 +404,8 @@ class Connection:
         if kind is _REQUEST:
             return _new_tuple(Request, (id, type, body))
         if kind is _ERROR:
-            return _new_tuple(ErrorReply, (id, body["error"]))  # type: ignore[index]
+            # An older peer's ERROR carries no code: UNSPECIFIED stands for it.
+            return _new_tuple(ErrorReply, (id, body["error"], body.get("code", UNSPECIFIED)))  # type: ignore[union-attr]
         if kind is _CANCEL:
             return _new_tuple(Cancel, (id,))
         return _KEEPALIVE if kind is _KEEPALIVE_KIND else _KEEPALIVE_ACK
@@ -529,8 +533,8 @@ class Connection:
             return self._send(Kind.REPLY, id, None, body)
         return self._seal(_REPLY, encode_with_body(_REPLY, id, 0, body))
 
-    def send_error(self, *, id: int, message: str) -> bytes:
-        return self._send(Kind.ERROR, id, None, {"error": message})
+    def send_error(self, *, id: int, message: str, code: str) -> bytes:
+        return self._send(Kind.ERROR, id, None, error_body(message, code=code))
 
     def send_stream(self, *, id: int, body: dict) -> bytes:
         if self._sealer is None or self._role is not Role.SERVER:
@@ -627,7 +631,7 @@ def _fits(kind: Kind, envelope: bytes) -> bytes:
 _ENVELOPE_FIELDS: dict[type, Callable[[Any], tuple[Kind, int, str | None, dict | None]]] = {
     Request: lambda event: (Kind.REQUEST, event[0], event[1], event[2]),
     Reply: lambda event: (Kind.REPLY, event[0], None, event[1]),
-    ErrorReply: lambda event: (Kind.ERROR, event[0], None, {"error": event[1]}),
+    ErrorReply: lambda event: (Kind.ERROR, event[0], None, error_body(event[1], code=event[2])),
     StreamItem: lambda event: (Kind.STREAM, event[0], None, event[1]),
     Cancel: lambda event: (Kind.CANCEL, event[0], None, None),
     Keepalive: lambda event: (Kind.KEEPALIVE, 0, None, None),

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from messenger.admission import source_of
 from messenger.allowlist import ip_allowed
 from messenger.endpoint import host_port
-from messenger.errors import LocalProtocolError, RemoteProtocolError
+from messenger.errors import LocalProtocolError, RemoteProtocolError, RequestRefused
+from messenger.messages import BAD_REQUEST, INTERNAL, TOO_MANY_STREAMS, UNKNOWN_TYPE, error_code_valid
 from messenger.protocol import (
     Cancel,
     Connection,
@@ -347,7 +348,7 @@ class ServerConnection(asyncio.Protocol):
             return
         handler = self._server.handlers.get(request.type)
         if handler is None:
-            self._send_error(request.id, "not supported")
+            self._send_error(request.id, "not supported", UNKNOWN_TYPE)
             return
         context = _new_tuple(RequestContext, (self.peer, request.id, request.type))
         try:
@@ -405,10 +406,11 @@ class ServerConnection(asyncio.Protocol):
 
     def _start_stream(self, request: Request, handler: StreamHandler) -> None:
         if request.id in self._streams:
-            self._send_error(request.id, "subscription id already in use")
+            self._send_error(request.id, "subscription id already in use", BAD_REQUEST)
             return
         if len(self._streams) >= self._limits.max_streams:
-            self._send_error(request.id, f"too many streams on this connection (at most {self._limits.max_streams})")
+            self._send_error(request.id, f"too many streams on this connection (at most {self._limits.max_streams})",
+                             TOO_MANY_STREAMS)
             return
         context = RequestContext(peer=self.peer, id=request.id, type=request.type)
         try:
@@ -483,13 +485,15 @@ class ServerConnection(asyncio.Protocol):
         self._stats.frames_out += 1
         self._write(frame)
 
-    def _send_error(self, id: int, message: str) -> None:
-        self._emit(_new_tuple(ErrorReply, (id, message)))
+    def _send_error(self, id: int, message: str, code: str) -> None:
+        self._emit(_new_tuple(ErrorReply, (id, message, code)))
 
     def _handler_failed(self, request: Request, exc: BaseException) -> None:
         logger.error("messenger: %s handler failed for %s: %s", request.type, self.peer, failure_text(exc))
         text = str(exc) or exc.__class__.__name__
-        self._send_error(request.id, text[:MAX_ERROR_MESSAGE_CHARS])
+        # A refusal names its code; anything else (or a refusal with a malformed code: a bug) is INTERNAL.
+        code = exc.code if isinstance(exc, RequestRefused) and error_code_valid(exc.code) else INTERNAL
+        self._send_error(request.id, text[:MAX_ERROR_MESSAGE_CHARS], code)
 
     def _emit(self, event: object) -> None:
         """Send one event: queued behind the batch being collected, else sealed and written at once."""

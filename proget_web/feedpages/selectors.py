@@ -5,7 +5,6 @@ Reads only: nothing here writes, and nothing here talks to the service (see prog
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Q, QuerySet
@@ -13,6 +12,7 @@ from django.db.models import Count, Q, QuerySet
 from feeds.models import Feed, PackageFile
 from feeds.naming import project_normalize
 from indexer.models import Trigger
+from indexer.trigger_json import trigger_as_json
 
 # The feed page lists this many of the feed's latest reindex requests; older ones are in the service log.
 TRIGGERS_SHOWN = 10
@@ -23,6 +23,8 @@ ERRORS_SHOWN = 20
 # The columns the file list shows (the rest of a row, e.g. a long summary, is not read).
 LISTED_FIELDS = ("filename", "project", "version", "requires_python", "size", "uploaded_at")
 ACTIVE_STATES = (Trigger.State.PENDING, Trigger.State.RUNNING)
+# What feeds.js reads of a trigger, in this order; kind and target are the page's own (a reindex of this feed).
+STATUS_TRIGGER_FIELDS = ("id", "state", "requestedBy", "createdAt", "claimedAt", "finishedAt", "result")
 
 
 def feeds_overview() -> QuerySet[Feed]:
@@ -85,18 +87,7 @@ def feed_reindex_active(*, triggers: list[Trigger]) -> bool:
     return any(trigger.state in ACTIVE_STATES for trigger in triggers)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
 def trigger_json(trigger: Trigger) -> dict:
-    """A trigger as status.json shows it."""
-    return {
-        "id": trigger.id,
-        "state": trigger.state,
-        "requestedBy": trigger.requested_by,
-        "createdAt": _iso(trigger.created_at),
-        "claimedAt": _iso(trigger.claimed_at),
-        "finishedAt": _iso(trigger.finished_at),
-        "result": trigger.result,
-    }
+    """A trigger as status.json shows it: the core's JSON (indexer.trigger_json), STATUS_TRIGGER_FIELDS of it."""
+    full = trigger_as_json(trigger)
+    return {field: full[field] for field in STATUS_TRIGGER_FIELDS}

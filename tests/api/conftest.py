@@ -17,6 +17,7 @@ from feeds.models import Feed
 from feeds.services import feed_create
 from indexer import trigger_requests
 from messenger.errors import RemoteError
+from messenger.messages import UNKNOWN_RUNNER, UNKNOWN_TYPE
 from settings_store.services import setting_set
 
 RUNNER = {"name": "Feed Indexing", "state": "idle", "progressPercent": None, "progressMessage": "",
@@ -43,7 +44,7 @@ class FakeService:
         self.calls.append((type, body))
         name = (body or {}).get("name")
         if type.startswith("runner.") and name != RUNNER["name"]:
-            raise RemoteError(f"unknown runner {name!r} (known: Feed Indexing)")
+            raise RemoteError(f"unknown runner {name!r} (known: Feed Indexing)", code=UNKNOWN_RUNNER)
         if type == "status.snapshot":
             return SNAPSHOT
         if type == "runner.run":
@@ -54,7 +55,7 @@ class FakeService:
             return {**RUNNER, "state": "paused" if type == "runner.pause" else "idle"}
         if type == "trigger.nudge":
             return {"outcomes": [f"trigger {body['id']} started"]}
-        raise RemoteError("not supported")
+        raise RemoteError("not supported", code=UNKNOWN_TYPE)
 
 
 @pytest.fixture

@@ -4,7 +4,12 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from api import service as api_service
+from api import views as api_views
 from indexer.models import Trigger
+from indexer.triggers import TriggerError
+from messenger.errors import RemoteError
+from messenger.messages import BAD_REQUEST, UNKNOWN_FEED, UNKNOWN_RUNNER, UNSPECIFIED
 from settings_store.models import SettingValue
 from tests.api.conftest import SNAPSHOT
 
@@ -57,6 +62,38 @@ def test_runner_actions(make_key, service) -> None:
     too_long = Client().post(f"/api/service/runners/{'x' * 201}/run", HTTP_X_APIKEY=token)
     assert too_long.status_code == 400
     assert Trigger.objects.count() == 1
+
+
+@pytest.mark.parametrize("text, code, status", [
+    ("no runner called 'Nope'", UNKNOWN_RUNNER, 404),
+    ("unknown runner 'Nope'", BAD_REQUEST, 502),  # the text alone decides nothing
+    ("unknown runner 'Nope'", UNSPECIFIED, 502),  # an older service's ERROR, without a code
+])
+def test_a_refusal_of_the_service_maps_to_a_status_by_its_code(
+    make_key, monkeypatch: pytest.MonkeyPatch, text: str, code: str, status: int,
+) -> None:
+    def refuse(type: str, *, body: dict | None = None, timeout: float) -> dict:
+        raise RemoteError(text, code=code)
+
+    monkeypatch.setattr(api_service, "service_call", refuse)
+    response = Client().post(f"{RUNNER_PATH}/pause", HTTP_X_APIKEY=make_key("service:control"))
+    assert response.status_code == status and text in response.json()["error"]
+
+
+@pytest.mark.parametrize("text, code, status", [
+    ("no runner called 'Nope'", UNKNOWN_RUNNER, 404),
+    ("no feed called 'main'", UNKNOWN_FEED, 404),
+    ("unknown target", BAD_REQUEST, 400),  # the text alone decides nothing
+])
+def test_a_refused_trigger_maps_to_a_status_by_its_code(
+    make_key, monkeypatch: pytest.MonkeyPatch, text: str, code: str, status: int,
+) -> None:
+    def refuse(**_: object) -> None:
+        raise TriggerError(text, code=code)
+
+    monkeypatch.setattr(api_views, "trigger_request", refuse)
+    response = Client().post(f"{RUNNER_PATH}/run", HTTP_X_APIKEY=make_key("service:control"))
+    assert (response.status_code, response.json()["error"]) == (status, text)
 
 
 def test_run_with_the_service_down_is_queued_not_refused(make_key) -> None:

@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from messenger import crypto  # noqa: E402
-from messenger.messages import MESSAGE_TYPES, Kind, encode_batch, encode_envelope  # noqa: E402
+from messenger.messages import MESSAGE_TYPES, UNKNOWN_TYPE, Kind, encode_batch, encode_envelope  # noqa: E402
 from messenger.protocol import REJECT, Request, StreamItem  # noqa: E402
 from tests.feeds.builders import metadata_text  # noqa: E402
 from tests.fuzz.support import (  # noqa: E402
@@ -56,7 +56,7 @@ def frames() -> dict[str, bytes]:
     every_type = b"".join(client.send_request(id=i + 2, type=t, body=BODY) for i, t in enumerate(MESSAGE_TYPES))
     controls = client.send_cancel(id=7) + client.send_keepalive() + client.send_keepalive_ack()
     reply = server.send_reply(id=1, body=BODY)
-    error = server.send_error(id=2, message="not supported")
+    error = server.send_error(id=2, message="not supported", code=UNKNOWN_TYPE)
     stream = server.send_stream(id=3, body={"i": 0}) + server.send_stream(id=3, body={"i": 1})
     stream += server.send_cancel(id=3)
     keepalives = server.send_keepalive() + server.send_keepalive_ack()

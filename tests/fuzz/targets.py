@@ -14,7 +14,15 @@ from feeds.metadata import MetadataError, PackageMetadata, metadata_read
 from messenger import crypto
 from messenger.errors import RemoteProtocolError
 from messenger.limits import MAX_FRAME_BYTES, PROTOCOL_VERSION, PROTOCOL_VERSIONS, TAG_BYTES
-from messenger.messages import BATCH_KIND, MESSAGE_TYPES, Kind, decode_envelope, encode_envelope, split_batch
+from messenger.messages import (
+    BATCH_KIND,
+    MESSAGE_TYPES,
+    Kind,
+    decode_envelope,
+    encode_envelope,
+    error_code_valid,
+    split_batch,
+)
 from messenger.protocol import (
     SERVER_HELLO_BYTES,
     Cancel,
@@ -78,7 +86,7 @@ def check_event(event: object, receiver: Role) -> None:
     if isinstance(event, Request | Reply | StreamItem):
         assert isinstance(event.body, dict), event
     if isinstance(event, ErrorReply):
-        assert isinstance(event.message, str), event
+        assert isinstance(event.message, str) and error_code_valid(event.code), event
 
 
 def _feed(conn: Connection, pieces: list[bytes]) -> tuple[list[Event], RemoteProtocolError | None]:

@@ -35,7 +35,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from messenger.errors import KeyMismatch, LocalProtocolError, RemoteProtocolError
 from messenger.limits import MAX_FRAME_BYTES, PROTOCOL_VERSION
-from messenger.messages import MESSAGE_TYPES
+from messenger.messages import ERROR_CODES, MESSAGE_TYPES
 from messenger.protocol import (
     REJECT,
     Cancel,
@@ -267,8 +267,9 @@ class SansIOMachine(RuleBasedStateMachine):
             body = data.draw(BODIES)
             frame, event = sender.send_stream(id=id, body=body), StreamItem(id=id, body=body)
         elif kind == "error":
-            message = data.draw(st.text(max_size=40))
-            frame, event = sender.send_error(id=id, message=message), ErrorReply(id=id, message=message)
+            message, code = data.draw(st.text(max_size=40)), data.draw(st.sampled_from(ERROR_CODES))
+            frame, event = (sender.send_error(id=id, message=message, code=code),
+                            ErrorReply(id=id, message=message, code=code))
         elif kind == "cancel":
             frame, event = sender.send_cancel(id=id), Cancel(id=id)
         elif kind == "keepalive":

@@ -14,6 +14,7 @@ from indexer.messenger_config import messenger_settings
 from indexer.models import RunnerRecord, Trigger
 from indexer.trigger_requests import trigger_queue, trigger_request
 from indexer.triggers import TriggerError, trigger_claim
+from messenger.messages import UNKNOWN_FEED, UNKNOWN_RUNNER
 from messenger.server import MessengerServer, RequestContext
 from settings_store.services import setting_set
 
@@ -30,15 +31,17 @@ def own_endpoint() -> None:
     setting_set(name="Service.MessengerEndpoint", value=f"pipe://requests{next(_names)}", actor="test", source="cli")
 
 
-@pytest.mark.parametrize(("kind", "target", "error"), [
-    (RUN, "Nope", "unknown runner 'Nope' (known: Feed Indexing, "),
-    (REINDEX, "nofeed", "unknown feed 'nofeed'"),
+@pytest.mark.parametrize(("kind", "target", "error", "code"), [
+    (RUN, "Nope", "unknown runner 'Nope' (known: Feed Indexing, ", UNKNOWN_RUNNER),
+    (REINDEX, "nofeed", "unknown feed 'nofeed'", UNKNOWN_FEED),
 ])
-def test_an_unknown_runner_or_feed_is_refused_and_nothing_is_queued(kind: str, target: str, error: str) -> None:
+def test_an_unknown_runner_or_feed_is_refused_and_nothing_is_queued(
+    kind: str, target: str, error: str, code: str,
+) -> None:
     for wait in (True, False):
         with pytest.raises(TriggerError) as refused:
             trigger_request(kind=kind, target=target, requested_by="alice", wait=wait)
-        assert str(refused.value).startswith(error)
+        assert str(refused.value).startswith(error) and refused.value.code == code
     assert not Trigger.objects.exists()
 
 

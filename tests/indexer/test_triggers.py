@@ -22,6 +22,7 @@ from indexer.triggers import (
     triggers_purge,
     triggers_recover_interrupted,
 )
+from messenger.messages import BAD_REQUEST
 from tests.claim_race import CLAIMER, race
 from tests.processes import manage
 
@@ -57,8 +58,9 @@ def test_create_stores_a_pending_trigger() -> None:
     ],
 )
 def test_create_refuses_bad_input_and_stores_nothing(kind: str, target: str, message: str) -> None:
-    with pytest.raises(TriggerError, match=message):
+    with pytest.raises(TriggerError, match=message) as refused:
         trigger_create(kind=kind, target=target, requested_by="alice")
+    assert refused.value.code == BAD_REQUEST
     assert not Trigger.objects.exists()
 
 

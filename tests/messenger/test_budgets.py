@@ -18,6 +18,7 @@ from messenger.limits import (
     MAX_REQUESTS_IN_FLIGHT,
     MAX_STREAMS_PER_CONNECTION,
 )
+from messenger.messages import TOO_MANY_STREAMS
 from messenger.protocol import ErrorReply, Reply, StreamItem
 from messenger.server import RequestContext
 from tests.messenger.support import eventually, run
@@ -68,7 +69,8 @@ def test_subscribes_on_a_connection_that_never_reads_are_capped_and_hold_bounded
                     answers[type(event)].append(event)
             assert [reply.id for reply in answers[Reply]] == list(range(1, MAX_STREAMS_PER_CONNECTION + 1))
             assert {error.id for error in answers[ErrorReply]} == set(range(MAX_STREAMS_PER_CONNECTION + 1, 101))
-            assert all("too many streams" in error.message for error in answers[ErrorReply])
+            assert all("too many streams" in error.message and error.code == TOO_MANY_STREAMS
+                       for error in answers[ErrorReply])
             assert snapshots <= MAX_STREAMS_PER_CONNECTION
             await h.assert_ping_works()
 

@@ -7,7 +7,15 @@ import struct
 import pytest
 
 from messenger.errors import LocalProtocolError, RemoteProtocolError
-from messenger.messages import MESSAGE_TYPES, Kind, decode_envelope, encode_envelope
+from messenger.messages import (
+    ERROR_CODES,
+    MESSAGE_TYPES,
+    UNKNOWN_RUNNER,
+    Kind,
+    decode_envelope,
+    encode_envelope,
+    error_body,
+)
 
 
 def test_allowlist_order_is_part_of_v1():
@@ -48,7 +56,9 @@ def test_request_round_trip_for_every_type(code, type):
     [
         (Kind.REPLY, 1, {"ok": True}),
         (Kind.REPLY, 2**32 - 1, {}),
-        (Kind.ERROR, 3, {"error": "no such runner"}),
+        (Kind.ERROR, 3, {"error": "no such runner", "code": "unknown_runner"}),
+        (Kind.ERROR, 3, {"error": "no such runner"}),  # from a peer that sends no code (older nodes)
+        (Kind.ERROR, 3, {"error": "later", "code": "a_code_of_a_newer_peer_9"}),
         (Kind.STREAM, 4, {"runner": "x", "progress": 50}),
         (Kind.CANCEL, 5, None),
         (Kind.KEEPALIVE, 0, None),
@@ -57,6 +67,19 @@ def test_request_round_trip_for_every_type(code, type):
 )
 def test_round_trip_other_kinds(kind, id, body):
     assert decode_envelope(encode_envelope(kind, id, None, body)) == (kind, id, None, body)
+
+
+def test_error_codes_are_short_snake_case_and_distinct():
+    assert len(set(ERROR_CODES)) == len(ERROR_CODES)
+    for code in ERROR_CODES:
+        assert decode_envelope(encode_envelope(Kind.ERROR, 1, None, error_body("x", code=code)))[3]["code"] == code
+
+
+def test_error_body_refuses_a_malformed_code_before_it_reaches_the_wire():
+    assert error_body("no such runner", code=UNKNOWN_RUNNER) == {"error": "no such runner", "code": "unknown_runner"}
+    for code in ("", "Bad", "x" * 33, None):
+        with pytest.raises(LocalProtocolError):
+            error_body("x", code=code)  # type: ignore[arg-type]
 
 
 def test_body_is_compact_json():
@@ -124,6 +147,11 @@ def _header(kind: int, id: int = 1, code: int = 0) -> bytes:
         _header(2) + b'{"a":' * 100_000 + b"1" + b"}" * 100_000,  # nesting deeper than the parser's recursion limit
         _header(3) + b"{}",  # error without "error"
         _header(3) + b'{"error":1}',
+        _header(3) + b'{"error":"x","code":1}',  # a code is a short snake_case string
+        _header(3) + b'{"error":"x","code":null}',
+        _header(3) + b'{"error":"x","code":""}',
+        _header(3) + b'{"error":"x","code":"Unknown Runner"}',
+        _header(3) + b'{"error":"x","code":"' + b"x" * 33 + b'"}',
         _header(5) + b"{}",  # cancel with a body
         _header(6, id=1),  # keepalive with an id
     ],

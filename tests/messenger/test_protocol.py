@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from messenger import crypto
 from messenger.errors import InvalidKey, KeyMismatch, LocalProtocolError, RemoteProtocolError
 from messenger.limits import MAGIC, MAX_FRAME_BYTES, MIN_SEALED_BYTES, PROTOCOL_VERSION
-from messenger.messages import MESSAGE_TYPES, Kind, encode_envelope
+from messenger.messages import BAD_REQUEST, MESSAGE_TYPES, UNKNOWN_RUNNER, UNSPECIFIED, Kind, encode_envelope
 from messenger.protocol import (
     CLIENT_FINISH_BYTES,
     CLIENT_HELLO_BYTES,
@@ -340,7 +340,9 @@ def test_every_message_kind_round_trips():
     ]
     assert client.receive_data(server.send_reply(id=1, body={"ok": True})) == [Reply(id=1, body={"ok": True})]
     assert client.receive_data(server.send_stream(id=1, body={"n": 2})) == [StreamItem(id=1, body={"n": 2})]
-    assert client.receive_data(server.send_error(id=2, message="nope")) == [ErrorReply(id=2, message="nope")]
+    assert client.receive_data(server.send_error(id=2, message="nope", code=UNKNOWN_RUNNER)) == [
+        ErrorReply(id=2, message="nope", code=UNKNOWN_RUNNER)
+    ]
     assert server.receive_data(client.send_cancel(id=1)) == [Cancel(id=1)]
     assert client.receive_data(server.send_cancel(id=1)) == [Cancel(id=1)]
     assert server.receive_data(client.send_keepalive()) == [Keepalive()]
@@ -670,10 +672,26 @@ def test_event_fields_are_exactly_the_keywords():
         Keepalive().anything = 1  # type: ignore[attr-defined]
 
 
+def test_an_error_without_a_code_from_an_older_peer_is_understood():
+    client, server = connect()
+    old_error = server.seal([encode_envelope(Kind.ERROR, 2, None, {"error": "nope"})])  # as an older node sends it
+    assert client.receive_data(old_error) == [ErrorReply(id=2, message="nope", code=UNSPECIFIED)]
+
+
+def test_an_error_with_a_malformed_code_is_refused_before_sealing():
+    _client, server = connect()
+    with pytest.raises(LocalProtocolError):
+        server.send_error(id=2, message="nope", code="Not A Code")
+    with pytest.raises(LocalProtocolError):
+        server.send_batch([ErrorReply(id=2, message="nope", code="")])
+    assert server.send_error(id=2, message="nope", code=BAD_REQUEST)  # the connection is still usable
+
+
 def test_events_pickle():
     import pickle
 
-    for event in (Request(id=1, type="ping", body={"a": [1]}), Keepalive(), ErrorReply(id=2, message="x")):
+    events = (Request(id=1, type="ping", body={"a": [1]}), Keepalive(), ErrorReply(id=2, message="x", code=BAD_REQUEST))
+    for event in events:
         assert pickle.loads(pickle.dumps(event)) == event
 
 

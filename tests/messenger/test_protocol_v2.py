@@ -30,7 +30,7 @@ from tests.messenger.test_protocol import FEW, KEY, client_nonce, counting_rando
 
 ITEM = {"p": "x" * 480}
 SERVER_EVENTS = [Reply(id=1, body={"ok": True}), StreamItem(id=2, body=ITEM), StreamItem(id=2, body={"i": 1}),
-                 ErrorReply(id=3, message="no"), Cancel(id=2), Keepalive()]
+                 ErrorReply(id=3, message="no", code="unknown_runner"), Cancel(id=2), Keepalive()]
 
 
 def pair(*, client_version: int = 2, server_version: int = 2) -> tuple[Connection, Connection]:

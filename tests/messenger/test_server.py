@@ -22,8 +22,9 @@ import pytest
 
 from messenger.client import MessengerClient
 from messenger.endpoint import Endpoint, parse_endpoint, socket_path
-from messenger.errors import MessengerError, MessengerUnavailable, RemoteError
+from messenger.errors import MessengerError, MessengerUnavailable, RemoteError, RequestRefused
 from messenger.limits import MAX_FRAME_BYTES
+from messenger.messages import INTERNAL, UNKNOWN_RUNNER, UNKNOWN_TYPE
 from messenger.protocol import (
     REJECT,
     SERVER_HELLO_BYTES,
@@ -209,24 +210,32 @@ def test_plain_and_coroutine_handlers_with_context_state_on_one_connection(trans
 
 
 def test_handler_error_and_unsupported_type(transport: str, tmp_path: Path) -> None:
-    async def broken(body: dict, context: RequestContext) -> dict:
-        raise ValueError("runner 'x' does not exist")
+    async def refusing(body: dict, context: RequestContext) -> dict:
+        raise RequestRefused("runner 'x' does not exist", code=UNKNOWN_RUNNER)
 
     async def broken_later(body: dict, context: RequestContext) -> dict:
         await asyncio.sleep(0.01)
         raise RuntimeError("x" * 1000)
 
+    def broken_inline(body: dict, context: RequestContext) -> dict:
+        raise ValueError("a bug")
+
     async def main() -> None:
-        handlers = {"ping": ping, "runner.run": broken, "runner.pause": broken_later}
+        handlers = {"ping": ping, "runner.run": refusing, "runner.pause": broken_later, "runner.resume": broken_inline}
         async with serving(transport, tmp_path, handlers=handlers) as h:
             client = h.client()
-            with pytest.raises(RemoteError, match="runner 'x' does not exist"):
+            with pytest.raises(RemoteError, match="runner 'x' does not exist") as refused:
                 await client.request("runner.run")
+            assert refused.value.code == UNKNOWN_RUNNER
             with pytest.raises(RemoteError) as failed:
                 await client.request("runner.pause")
-            assert len(str(failed.value)) <= 200
-            with pytest.raises(RemoteError, match="not supported"):
+            assert len(str(failed.value)) <= 200 and failed.value.code == INTERNAL
+            with pytest.raises(RemoteError, match="a bug") as failed:
+                await client.request("runner.resume")
+            assert failed.value.code == INTERNAL, "only a RequestRefused chooses its code"
+            with pytest.raises(RemoteError, match="not supported") as unsupported:
                 await client.request("service.restart")
+            assert unsupported.value.code == UNKNOWN_TYPE
             assert await client.request("ping")  # the connection survived all three
             await client.close()
 

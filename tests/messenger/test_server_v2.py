@@ -12,6 +12,7 @@ import pytest
 
 from messenger.client import MessengerClient
 from messenger.limits import MAX_REQUESTS_IN_FLIGHT, MAX_STREAMS_PER_CONNECTION
+from messenger.messages import TOO_MANY_STREAMS
 from messenger.protocol import REJECT, Cancel, Connection, ErrorReply, Reply, Request, Role, StreamItem
 from messenger.server import MessengerServer, RequestContext
 from messenger.server_connection import ServerConnection
@@ -109,7 +110,8 @@ def test_a_batch_of_subscribes_gets_at_most_the_stream_cap(transport: str, tmp_p
                 for event in peer.conn.receive_data(await peer.read_frame()):
                     answers[type(event)].append(event)
             assert [reply.id for reply in answers[Reply]] == list(range(1, MAX_STREAMS_PER_CONNECTION + 1))
-            assert all("too many streams" in error.message for error in answers[ErrorReply])
+            assert all("too many streams" in error.message and error.code == TOO_MANY_STREAMS
+                       for error in answers[ErrorReply])
             assert len(answers[ErrorReply]) == count - MAX_STREAMS_PER_CONNECTION
 
     run(main())
