@@ -33,7 +33,7 @@ from messenger.protocol import (
     State,
     StreamItem,
 )
-from messenger.server_log import failure_text
+from messenger.server_log import failure_text, shorten
 
 _OPEN = State.OPEN
 _KEEPALIVE_ACK = KeepaliveAck()
@@ -489,10 +489,13 @@ class ServerConnection(asyncio.Protocol):
         self._emit(_new_tuple(ErrorReply, (id, message, code)))
 
     def _handler_failed(self, request: Request, exc: BaseException) -> None:
-        logger.error("messenger: %s handler failed for %s: %s", request.type, self.peer, failure_text(exc))
         text = str(exc) or exc.__class__.__name__
         # A refusal names its code; anything else (or a refusal with a malformed code: a bug) is INTERNAL.
         code = exc.code if isinstance(exc, RequestRefused) and error_code_valid(exc.code) else INTERNAL
+        if code == INTERNAL:
+            logger.error("messenger: %s handler failed for %s: %s", request.type, self.peer, failure_text(exc))
+        else:  # the peer asked for something this service does not do: its answer, not our failure
+            logger.info("messenger: %s refused for %s: %s", request.type, self.peer, shorten(text))
         self._send_error(request.id, text[:MAX_ERROR_MESSAGE_CHARS], code)
 
     def _emit(self, event: object) -> None:

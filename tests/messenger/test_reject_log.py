@@ -16,7 +16,9 @@ import pytest
 
 from indexer.logstream import HubLogHandler
 from indexer.status import StatusHub
+from messenger.errors import RequestRefused
 from messenger.limits import MAGIC, MAX_LOGGED_PEER_TEXT, PROTOCOL_VERSION, REJECT_LOG_MAX_KEYS
+from messenger.messages import UNKNOWN_RUNNER
 from messenger.server import RequestContext, ServerLimits
 from tests.messenger.support import eventually, run
 from tests.messenger.test_server import (
@@ -173,5 +175,26 @@ def test_text_a_peer_supplies_is_cut_before_it_is_logged(transport: str, tmp_pat
         assert "runner.pause handler failed" in text and "unknown runner 'rrrr" in text
         assert "Traceback (most recent call last)" in text and "in pause" in text  # the stack is kept
         assert len(text) < MAX_LOGGED_PEER_TEXT + 2_000  # the message line is cut; the stack is our own code
+
+    run(main())
+
+
+def test_a_deliberate_refusal_is_one_info_line_not_an_error(transport: str, tmp_path: Path, logs: Logs) -> None:  # noqa: F811
+    """A peer asking for something that does not exist is not the service failing: no ERROR, no stack."""
+    name = "r" * 100_000
+
+    async def pause(body: dict, context: RequestContext) -> dict:
+        raise RequestRefused(f"unknown runner {body['name']!r}", code=UNKNOWN_RUNNER)
+
+    async def main() -> None:
+        async with serving(transport, tmp_path, handlers={"ping": ping, "runner.pause": pause}) as h:
+            peer = await handshake(h)
+            peer.writer.write(peer.conn.send_request(id=1, type="runner.pause", body={"name": name}))
+            await peer.read_frame()  # the ERROR reply
+        assert not [record for record in logs.records if record.levelno >= logging.WARNING]
+        [refusal] = [record for record in logs.records if "runner.pause" in record.getMessage()]
+        text = logging.Formatter().format(refusal)
+        assert refusal.levelno == logging.INFO and "runner.pause refused" in text and "unknown runner 'rrrr" in text
+        assert "Traceback" not in text and len(text) < MAX_LOGGED_PEER_TEXT + 200
 
     run(main())

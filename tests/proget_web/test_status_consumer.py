@@ -22,6 +22,8 @@ from django.utils import timezone
 
 from indexer.messenger_config import messenger_settings
 from indexer.models import Trigger
+from messenger.errors import RequestRefused
+from messenger.messages import UNKNOWN_RUNNER
 from messenger.server import MessengerServer, RequestContext
 from proget_web.asgi import application
 from proget_web.status import link as status_link
@@ -125,7 +127,7 @@ class FakeService:
             if type == "trigger.nudge":
                 return {"outcomes": [f"trigger {body['id']} (runner.run {RUNNER}): {RUNNER} started"]}
             if type != "service.restart" and body.get("name") != RUNNER:
-                raise ValueError(f"unknown runner {body.get('name')!r}")
+                raise RequestRefused(f"unknown runner {body.get('name')!r}", code=UNKNOWN_RUNNER)  # as the service does
             if type == "runner.run":
                 return {"started": True, "message": f"{RUNNER} started"}
             if type == "service.restart":
