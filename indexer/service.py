@@ -97,6 +97,11 @@ def _listen_problem(endpoint: Endpoint, any_host: str) -> str:
     return ""
 
 
+def _any_host() -> str:
+    """The address a `tcp://*:PORT` endpoint listens on: this node's PROGET_NODE_IP, else every interface."""
+    return settings.NODE_IP or "0.0.0.0"
+
+
 class NotPrimary(RuntimeError):
     """A task runner was due on a node that does not (or no longer) hold the primary lease."""
 
@@ -137,6 +142,7 @@ class ServiceNode:
         self._stop = asyncio.Event()
         self._apply_lock = asyncio.Lock()
         self._apply_queued = False  # an apply_settings_soon() waits to start: later nudges share it
+        self._refused: Endpoint | None = None  # the TCP endpoint the settings name but the last apply could not bind
         # The lease is renewed on its own thread, hence its own database connection: work of the peers (nudges,
         # actions) queues on asgiref's shared thread and can never hold a renewal up (issue 12).
         self._lease_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease")
@@ -232,9 +238,7 @@ class ServiceNode:
         root.addHandler(self.log_handler)
         self._apply_log_level(self._log_level)
         try:
-            await self.server.start(
-                self.messenger.endpoint, run_dir=self.messenger.run_dir, any_host=settings.NODE_IP or "0.0.0.0"
-            )
+            await self.server.start(self.messenger.endpoint, run_dir=self.messenger.run_dir, any_host=_any_host())
             await sync_to_async(node_register)(identity=self.identity())
             await sync_to_async(node_settings_applied)(name=settings.NODE_NAME, version=self.settings_version,
                                                        outcome=ApplyOutcome(serves_endpoint=str(self.messenger.endpoint)))
@@ -368,14 +372,26 @@ class ServiceNode:
     # -- live settings -----------------------------------------------------------------------------
 
     async def _watch_settings(self) -> None:
-        """Fallback for a missed config.changed: poll the settings version (a failed poll never stops the node)."""
+        """Fallback for a missed config.changed: poll the settings version (a failed poll never stops the node).
+
+        Also takes up a refused endpoint by itself once its port is free (checked with a throwaway bind), so the
+        admin need not save it again after stopping whatever held the port.
+        """
         while True:
             await asyncio.sleep(SETTINGS_POLL_SECONDS)
             try:
-                if await sync_to_async(settings_version)() != self.settings_version:
+                if await sync_to_async(settings_version)() != self.settings_version or await self._refused_freed():
                     await self.apply_settings()
             except Exception as exc:  # e.g. the database unreachable for a moment: the next poll tries again
                 logger.error("settings version not polled: %s", exc)
+
+    async def _refused_freed(self) -> bool:
+        """Whether the endpoint the last apply refused can be listened on now."""
+        refused = self._refused
+        if refused is None or await asyncio.to_thread(_listen_problem, refused, _any_host()):
+            return False
+        logger.info("%s is free now: the messenger moves there", refused)
+        return True
 
     def apply_settings_soon(self) -> None:
         """Apply settings in the background (the caller's reply goes out first).
@@ -418,6 +434,8 @@ class ServiceNode:
             if not problem:
                 endpoint = new.endpoint
                 applied.append("endpoint")
+        # Only a TCP port can be probed without touching the server; a refused socket path waits for a save.
+        self._refused = new.endpoint if problem and new.endpoint.kind == "tcp" else None
         self.messenger = dataclasses.replace(new, endpoint=endpoint)
         self._apply_log_level(log_level)
         self.settings_version = version
@@ -437,7 +455,7 @@ class ServiceNode:
         A port known to be taken is refused before the old endpoint is closed, so its peers stay connected.
         """
         old = self.messenger
-        any_host = settings.NODE_IP or "0.0.0.0"
+        any_host = _any_host()
         error = ""
         if not _same_port(old.endpoint, new.endpoint):  # our own listener would make the check fail
             error = await asyncio.to_thread(_listen_problem, new.endpoint, any_host)

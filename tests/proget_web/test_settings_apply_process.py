@@ -88,3 +88,28 @@ def test_an_endpoint_the_service_cannot_bind_is_reported_refused_and_the_web_sta
     finally:
         stop(daphne)
         service.stop()
+
+
+def test_a_refused_endpoint_is_taken_up_by_itself_once_its_port_is_free(tmp_path: Path) -> None:
+    migrate(tmp_path)
+    service = ServiceProcess(tmp_path, PROGET_NODE_NAME=SERVICE).start()
+    other = socket.socket()
+    try:
+        other.bind((HOST, 0))
+        other.listen()
+        wanted = f"tcp://{HOST}:{other.getsockname()[1]}"
+        wait_for(lambda: bool(_service_row(tmp_path)), what="the service to register")
+        manage(tmp_path, "settings", "set", ENDPOINT, wanted)
+        wait_for(lambda: _service_row(tmp_path)["refused_endpoint"] == wanted, what="the service to refuse it")
+
+        other.close()  # the other program stops: the admin's endpoint can be served now, without saving it again
+        wait_for(lambda: _service_row(tmp_path)["serves_endpoint"] == wanted, timeout=20,
+                 what="the service to move to the freed port")
+        row = _service_row(tmp_path)
+        assert (row["settings_result"], row["refused_endpoint"], row["settings_problem"]) == ("ok", "", ""), row
+        ping = manage(tmp_path, "messenger", "ping", "--timeout", "3", check=False)
+        assert ping.returncode == 0 and f"pong from {SERVICE}" in ping.stdout, ping.stdout + ping.stderr
+        assert f"{wanted} is free now" in service.log.read_text()
+    finally:
+        other.close()
+        service.stop()
