@@ -1,4 +1,5 @@
-"""The messenger's configuration as the nodes read it from Advanced Settings (Django glue).
+"""The messenger's configuration as the nodes (web and service) read it from Advanced Settings: the Django glue
+the messenger package itself does without.
 
 The key is generated on first use, once for the whole cluster; malformed values raise the
 messenger's own InvalidKey / InvalidEndpoint with one clear line, never a fallback.
