@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from django.db import connection, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, Q
@@ -33,10 +33,14 @@ LOCK_WAIT_LIMIT_MS = 3000
 # A stale period shorter than two heartbeats would let one late renewal cost the primary its lease.
 MIN_STALE_HEARTBEATS = 2
 
-# What a takeover must also do in its transaction, as fn(token=new token, previous_holder=name or ""):
-# the domains above the cluster register theirs at start-up (the indexer fails the triggers earlier terms left
-# running), so the lease needs no import of them.
-TakeoverHook = Callable[..., object]
+
+class TakeoverHook(Protocol):
+    """What a takeover must also do in its transaction: the domains above the cluster register theirs at start-up
+    (the indexer fails the triggers earlier terms left running), so the lease needs no import of them."""
+
+    def __call__(self, *, token: int, previous_holder: str) -> object: ...
+
+
 _takeover_hooks: list[TakeoverHook] = []
 
 
