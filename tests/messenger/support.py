@@ -22,3 +22,17 @@ async def eventually(condition: Callable[[], bool], timeout: float = 3.0) -> Non
     while not condition():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+class InFlight:
+    """A request handler that echoes {"n"} after a moment, counting how many of its calls ran at once."""
+
+    def __init__(self) -> None:
+        self.running = self.most = 0
+
+    async def work(self, body: dict, context: object) -> dict:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        await asyncio.sleep(0.001)
+        self.running -= 1
+        return {"n": body["n"]}

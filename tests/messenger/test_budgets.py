@@ -21,7 +21,7 @@ from messenger.limits import (
 from messenger.messages import TOO_MANY_STREAMS
 from messenger.protocol import ErrorReply, Reply, StreamItem
 from messenger.server import RequestContext
-from tests.messenger.support import eventually, run
+from tests.messenger.support import InFlight, eventually, run
 from tests.messenger.test_server import LIMITS, handshake, ping, serving
 
 # A status snapshot close to the frame cap: 100 of them are the ~100 MB of the issue.
@@ -95,20 +95,12 @@ def test_a_peer_that_lets_replies_pile_up_is_disconnected(transport: str, tmp_pa
 
 
 def test_requests_beyond_the_in_flight_cap_wait_and_all_get_their_reply(transport: str, tmp_path: Path) -> None:
-    running = most = 0
-
-    async def work(body: dict, context: RequestContext) -> dict:
-        nonlocal running, most
-        running += 1
-        most = max(most, running)
-        await asyncio.sleep(0.001)
-        running -= 1
-        return {"n": body["n"]}
-
+    counter = InFlight()
+    handlers = {"ping": ping, "trigger.nudge": counter.work}
     limits = dataclasses.replace(LIMITS, handler_slots=10 * MAX_REQUESTS_IN_FLIGHT)  # the per-connection cap binds
 
     async def main() -> None:
-        async with serving(transport, tmp_path, handlers={"ping": ping, "trigger.nudge": work}, limits=limits) as h:
+        async with serving(transport, tmp_path, handlers=handlers, limits=limits) as h:
             peer = await handshake(h)
             count = 5 * MAX_REQUESTS_IN_FLIGHT
             peer.writer.write(b"".join(
@@ -118,7 +110,7 @@ def test_requests_beyond_the_in_flight_cap_wait_and_all_get_their_reply(transpor
             while len(replies) < count:
                 replies += peer.conn.receive_data(await peer.read_frame())
             assert sorted((reply.id, reply.body["n"]) for reply in replies) == [(i, i) for i in range(1, count + 1)]
-            assert most == MAX_REQUESTS_IN_FLIGHT
+            assert counter.most == MAX_REQUESTS_IN_FLIGHT
             await peer.ping(id=count + 1)  # reading went on after the backlog drained
 
     run(main())

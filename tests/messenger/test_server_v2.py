@@ -16,7 +16,7 @@ from messenger.messages import TOO_MANY_STREAMS
 from messenger.protocol import REJECT, Cancel, Connection, ErrorReply, Reply, Request, Role, StreamItem
 from messenger.server import MessengerServer, RequestContext
 from messenger.server_connection import ServerConnection
-from tests.messenger.support import KEY, eventually, run
+from tests.messenger.support import KEY, InFlight, eventually, run
 from tests.messenger.test_server import LIMITS, expect_reject, handshake, ping, serving
 
 ITEMS = 200
@@ -65,20 +65,12 @@ def test_stream_items_leave_in_batch_records_to_v2_and_one_frame_each_to_v1(
 
 
 def test_a_batch_of_requests_counts_every_request_against_the_in_flight_cap(transport: str, tmp_path: Path) -> None:
-    running = most = 0
-
-    async def work(body: dict, context: RequestContext) -> dict:
-        nonlocal running, most
-        running += 1
-        most = max(most, running)
-        await asyncio.sleep(0.001)
-        running -= 1
-        return {"n": body["n"]}
-
+    counter = InFlight()
+    handlers = {"ping": ping, "trigger.nudge": counter.work}
     limits = dataclasses.replace(LIMITS, handler_slots=10 * MAX_REQUESTS_IN_FLIGHT)
 
     async def main() -> None:
-        async with serving(transport, tmp_path, handlers={"ping": ping, "trigger.nudge": work}, limits=limits) as h:
+        async with serving(transport, tmp_path, handlers=handlers, limits=limits) as h:
             peer = await handshake(h)
             count = 5 * MAX_REQUESTS_IN_FLIGHT
             peer.writer.write(peer.conn.send_batch(
@@ -87,7 +79,7 @@ def test_a_batch_of_requests_counts_every_request_against_the_in_flight_cap(tran
             while len(replies) < count:
                 replies += peer.conn.receive_data(await peer.read_frame())
             assert sorted((reply.id, reply.body["n"]) for reply in replies) == [(i, i) for i in range(1, count + 1)]
-            assert most == MAX_REQUESTS_IN_FLIGHT
+            assert counter.most == MAX_REQUESTS_IN_FLIGHT
             assert h.server.stats.frames_in == count
             await peer.ping(id=count + 1)
 
