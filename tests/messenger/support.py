@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -22,3 +23,23 @@ async def eventually(condition: Callable[[], bool], timeout: float = 3.0) -> Non
     while not condition():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+class FakeClock:
+    """A client's backoff `sleep` that never waits: each delay is recorded and advances `now` at once."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)  # still a suspension point, as a real sleep is
+
+
+class HighestJitter(random.Random):
+    """Full jitter that always draws its upper bound: each backoff delay is the ceiling itself."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
