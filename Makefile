@@ -27,9 +27,10 @@ bench-deps: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-# The quick developer loop: lint, then every test that needs neither a browser nor long-running processes.
+# The quick developer loop: lint, then every test that needs neither a browser nor long-running processes, with
+# a quarter of the Hypothesis examples (tests/examples.py); `make test` runs everything in full.
 check: lint
-	$(PY) -m pytest -q -m "not slow and not browser"
+	$(PY) -m pytest -q -m "not slow and not browser" --hypothesis-profile=check
 
 clean:
 	rm -rf $(VENV) .pytest_cache
