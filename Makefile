@@ -29,9 +29,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
-# The quick developer loop: lint, then every test that needs neither a browser nor long-running processes.
+# The quick developer loop: lint, then every test that needs neither a browser nor long-running processes, with
+# a quarter of the Hypothesis examples (tests/examples.py); `make test` runs everything in full.
 check: lint
-	$(PY) -m pytest -q -m "not slow and not browser"
+	$(PY) -m pytest -q -m "not slow and not browser" --hypothesis-profile=check
 
 clean:
 	rm -rf $(VENV) .pytest_cache

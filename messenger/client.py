@@ -15,7 +15,6 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -44,6 +43,9 @@ logger = logging.getLogger(__name__)
 # The reconnect jitter's own generator: drawing from it leaves the global `random` state alone (which tests and
 # Hypothesis seed), even from a client still reconnecting in a background thread.
 _JITTER = random.Random()
+
+# The reconnect backoff's wait, asyncio.sleep unless a test passes one that does not wait.
+Sleep = Callable[[float], Awaitable[None]]
 
 # Where `tcp://*:PORT` points (the primary's IP, None: unknown); an async one, awaited, never blocks the loop.
 Resolver = Callable[[], str | None] | Callable[[], Awaitable[str | None]]
@@ -84,8 +86,13 @@ class MessengerClient:
         backoff_max: float = RECONNECT_BACKOFF_MAX,
         on_state_change: Callable[[ClientState], None] | None = None,
         protocol_version: int = PROTOCOL_VERSION,
+        sleep: Sleep = asyncio.sleep,
+        jitter: random.Random = _JITTER,
     ) -> None:
-        """`protocol_version`: the version offered first; a service that refuses it is offered v1 (older services)."""
+        """`protocol_version`: the version offered first; a service that refuses it is offered v1 (older services).
+
+        `sleep` and `jitter`: the reconnect backoff's wait and its random draws (tests pass fakes, so never wait).
+        """
         self._endpoint = endpoint
         self.protocol_version = protocol_version
         self._keys = _client_keys(key, previous_keys)  # raises InvalidKey now rather than at the first call
@@ -98,6 +105,8 @@ class MessengerClient:
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
         self.on_state_change = on_state_change
+        self._backoff_sleep = sleep
+        self._jitter = jitter
         self._state = ClientState("connecting", "not connected yet", time.time())
         self._link: Link | None = None
         self._connecting: asyncio.Task[Link] | None = None
@@ -319,7 +328,7 @@ class MessengerClient:
                 # Full jitter: sleep uniform(0, min(max, min * 2**n)); a reconfigure wakes us at once.
                 ceiling = min(self._backoff_cap(), self.backoff_min * 2 ** min(failures, 32))
                 failures += 1
-                await self._sleep(_JITTER.uniform(0, ceiling))
+                await self._sleep(self._jitter.uniform(0, ceiling))
                 continue
             failures = 0
             await self._keep_alive(link)
@@ -372,8 +381,13 @@ class MessengerClient:
         return True
 
     async def _sleep(self, seconds: float) -> None:
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+        """The backoff's wait: `seconds` of the injected sleep, cut short by a wake-up (reconfigure, lost link)."""
+        waits = {asyncio.ensure_future(self._backoff_sleep(seconds)), asyncio.ensure_future(self._wake.wait())}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     # --- helpers ---
 

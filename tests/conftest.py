@@ -13,6 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+import tests.examples  # noqa: F401 - registers the Hypothesis "check" profile before it is loaded
+
 # PROGET_TEST_UVLOOP=1: every asyncio.run of the tests runs on uvloop (the service node's loop when installed).
 if os.environ.get("PROGET_TEST_UVLOOP") == "1":
     import asyncio

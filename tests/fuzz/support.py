@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, settings
 from messenger import crypto
 from messenger.limits import KEY_HINT_BYTES, MAGIC, NONCE_BYTES, PROTOCOL_VERSION
 from messenger.protocol import Connection, Role, State
+from tests.examples import examples as scaled
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "fuzz" / "corpus"
@@ -90,12 +91,13 @@ def corpus_bytes(folder: str) -> list[bytes]:
 
 
 def fuzz_settings(examples: int, long_examples: int | None = None) -> settings:
-    """Hypothesis settings for a fuzz test: `examples` in CI, many more with PROGET_FUZZ_LONG=1.
+    """Hypothesis settings for a fuzz test: `examples` in CI (fewer under `make check`), many more with
+    PROGET_FUZZ_LONG=1.
 
     No hypothesis deadline (a loaded 2-core runner makes it flaky); `hang_guard` bounds each example instead.
     """
     return settings(
-        max_examples=(long_examples or examples * 100) if LONG else examples,
+        max_examples=(long_examples or examples * 100) if LONG else scaled(examples),
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
         derandomize=not LONG,  # CI runs the same examples every time; the long run explores

@@ -53,11 +53,12 @@ from messenger.protocol import (
 )
 from messenger.server import MessengerServer, RequestContext, ServerLimits
 from messenger.server_connection import ServerConnection
+from tests.examples import examples
 from tests.fuzz.support import KEY, LONG
 from tests.fuzz.targets import chunked, typed
 
 MACHINE_SETTINGS = settings(
-    max_examples=1000 if LONG else 50,
+    max_examples=1000 if LONG else examples(50),
     stateful_step_count=100 if LONG else 30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -36,3 +37,23 @@ class InFlight:
         await asyncio.sleep(0.001)
         self.running -= 1
         return {"n": body["n"]}
+
+
+class FakeClock:
+    """A client's backoff `sleep` that never waits: each delay is recorded and advances `now` at once."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)  # still a suspension point, as a real sleep is
+
+
+class HighestJitter(random.Random):
+    """Full jitter that always draws its upper bound: each backoff delay is the ceiling itself."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b

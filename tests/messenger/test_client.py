@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import random
 import socket
 import threading
 import time
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from messenger import client as client_module
 from messenger.client import ClientState, MessengerClient, call
 from messenger.client_link import Link
 from messenger.crypto import RetiredKey
@@ -26,7 +26,7 @@ from messenger.errors import InvalidKey, MessengerUnavailable, RequestTimeout
 from messenger.limits import FAILOVER_BACKOFF_MAX
 from messenger.protocol import Connection, Role
 from messenger.server import MessengerServer, RequestContext, ServerLimits
-from tests.messenger.support import KEY, TEST_DEADLINE, eventually, run
+from tests.messenger.support import KEY, TEST_DEADLINE, FakeClock, HighestJitter, eventually, run
 from tests.processes import free_port
 
 NEW_KEY = bytes(range(100, 132))
@@ -170,24 +170,25 @@ def test_any_host_needs_a_resolver(tmp_path: Path) -> None:
 
 def test_any_host_keeps_retrying_often_so_it_finds_a_new_primary_soon(tmp_path: Path) -> None:
     """`tcp://*` re-resolves the primary on each attempt; its backoff stays short however long it was down."""
-    random.seed(7)  # the backoff's jitter, made repeatable
+    clock = FakeClock()
     attempts: list[float] = []
 
     def dead_primary() -> str:
-        attempts.append(time.monotonic())
+        attempts.append(clock.now)
         return "127.0.0.1"
 
     async def main() -> None:
         port = free_port()  # nothing listens there: every attempt is refused, as after a primary died
         client = client_for(parse_endpoint(f"tcp://*:{port}"), tmp_path, resolver=dead_primary,
-                            backoff_min=1.0, backoff_max=60.0)
+                            backoff_min=1.0, backoff_max=60.0, sleep=clock.sleep, jitter=HighestJitter())
         client.start()
-        await asyncio.sleep(9)
+        await eventually(lambda: len(attempts) >= 8)
         await client.close()
 
     run(main())
     gaps = [later - earlier for earlier, later in zip(attempts, attempts[1:], strict=False)]
-    assert len(attempts) >= 5 and max(gaps) <= FAILOVER_BACKOFF_MAX + 0.5, gaps
+    # The ceilings double from backoff_min (1, 2, 4, ...) but stop at FAILOVER_BACKOFF_MAX, not at backoff_max.
+    assert gaps[:7] == [min(2.0**n, FAILOVER_BACKOFF_MAX) for n in range(7)], gaps
 
 
 def test_key_mismatch_state(transport: str, tmp_path: Path) -> None:
@@ -294,12 +295,16 @@ def test_background_reconnect_with_backoff(transport: str, tmp_path: Path) -> No
     async def main() -> None:
         seen: list[ClientState] = []
         async with serving(bind_endpoint(transport), tmp_path) as (_server, endpoint):
-            client = client_for(endpoint, tmp_path, backoff_min=0.05, backoff_max=0.2, on_state_change=seen.append)
+            clock = FakeClock()
+            client = client_for(endpoint, tmp_path, backoff_min=0.05, backoff_max=0.2, on_state_change=seen.append,
+                                sleep=clock.sleep)
             client.start()
             await eventually(lambda: client.state.status == "connected")
         # The server is gone (the context closed it): no call needed to notice.
         await eventually(lambda: client.state.status == "unreachable")
-        await asyncio.sleep(0.5)  # a few failed attempts under backoff
+        failed = len(clock.slept)
+        await eventually(lambda: len(clock.slept) >= failed + 3)  # a few failed attempts under backoff
+        assert all(0 <= delay <= 0.2 for delay in clock.slept)
         assert client.state.status == "unreachable"
         assert client.state.reason.startswith(("connection refused", "not running"))
         async with serving(endpoint, tmp_path) as (server, _):
@@ -407,6 +412,26 @@ def test_reconfigure_switches_unix_to_tcp(tmp_path: Path) -> None:
     run(main())
 
 
+def test_reconfigure_cuts_the_backoff_short(tmp_path: Path) -> None:
+    """A client backing off from a dead endpoint tries a new one at once, not when its backoff ends."""
+    backing_off = asyncio.Event()
+
+    async def endless(seconds: float) -> None:
+        backing_off.set()
+        await asyncio.Event().wait()
+
+    async def main() -> None:
+        client = client_for(parse_endpoint("pipe://nobody"), tmp_path, sleep=endless)
+        client.start()
+        await asyncio.wait_for(backing_off.wait(), 2)
+        async with serving(bind_endpoint("pipe"), tmp_path) as (_server, endpoint):
+            client.reconfigure(endpoint=endpoint)
+            await eventually(lambda: client.state.status == "connected")
+            await client.close()
+
+    run(main())
+
+
 # --- the sync helper for management commands ---
 
 
@@ -442,16 +467,16 @@ def test_request_deadlines_of_different_lengths(transport: str, tmp_path: Path) 
             loop = asyncio.get_running_loop()
             started = loop.time()
             results = await asyncio.gather(
-                client.request("status.snapshot", {"sleep": 5}, timeout=1.0),
+                client.request("status.snapshot", {"sleep": 5}, timeout=0.5),
                 client.request("status.snapshot", {"sleep": 5}, timeout=0.2),  # armed later, due earlier
                 client.request("status.snapshot", {"sleep": 0.05}, timeout=2.0),
                 return_exceptions=True,
             )
             elapsed = loop.time() - started
-            assert isinstance(results[0], RequestTimeout) and "within 1 s" in str(results[0])
+            assert isinstance(results[0], RequestTimeout) and "within 0.5 s" in str(results[0])
             assert isinstance(results[1], RequestTimeout) and "within 0.2 s" in str(results[1])
             assert results[2] == {"slept": 0.05}
-            assert 0.9 < elapsed < 3.0
+            assert 0.4 < elapsed < 3.0
             link = client._link
             assert link is not None and not link.pending and not link._deadlines  # nothing left behind
             assert (await client.request("ping"))["pong"]
@@ -546,8 +571,10 @@ def test_a_client_tries_its_previous_key_when_the_service_still_holds_it(transpo
 
 
 def test_a_client_on_its_previous_key_moves_to_the_current_one_once_the_service_has_it(
-    transport: str, tmp_path: Path
+    transport: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(client_module, "KEY_UPGRADE_INTERVAL", 0.1)  # how often it tries the current key again
+
     async def main() -> None:
         async with serving(bind_endpoint(transport), tmp_path) as (server, endpoint):
             client = client_for(endpoint, tmp_path, key=NEW_KEY, previous_keys=[KEY])

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.processes import ROOT, migrate, node_env, shell
 
 RACER = """
@@ -19,6 +21,7 @@ print(messenger_settings().fingerprint)
 """
 
 
+@pytest.mark.slow  # two Django processes
 def test_two_processes_racing_get_one_key(tmp_path: Path) -> None:
     migrate(tmp_path)
     go = tmp_path / "go"

@@ -120,7 +120,7 @@ def test_after_the_grace_in_flight_work_finishes_but_nothing_new_is_dispatched(
 def test_a_request_kept_in_flight_does_not_hold_the_connection_past_the_deadline(
     transport: str, tmp_path: Path  # noqa: F811 - the fixture
 ) -> None:
-    retire_timeout = 1.0
+    retire_timeout = 0.5  # the production REQUEST_TIMEOUT, scaled down
     limits = ServerLimits(handshake_timeout=LIMITS.handshake_timeout, frame_timeout=LIMITS.frame_timeout,
                           idle_timeout=LIMITS.idle_timeout, retire_timeout=retire_timeout)
 

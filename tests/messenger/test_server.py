@@ -41,6 +41,10 @@ OTHER_KEY = bytes(range(1, 33))
 FRAME_TIMEOUT = 1.0
 HANDSHAKE_TIMEOUT = 1.0
 LIMITS = ServerLimits(handshake_timeout=HANDSHAKE_TIMEOUT, frame_timeout=FRAME_TIMEOUT, idle_timeout=5.0)
+# For the tests that wait out a frame's deadline (the slow-loris one keeps FRAME_TIMEOUT for its drip's margins).
+SHORT_FRAME_TIMEOUT = 0.5
+SHORT_FRAME_LIMITS = ServerLimits(handshake_timeout=HANDSHAKE_TIMEOUT, frame_timeout=SHORT_FRAME_TIMEOUT,
+                                  idle_timeout=5.0)
 # Slack for "at the deadline" assertions on a loaded CI machine.
 SLACK = 0.6
 
@@ -384,11 +388,11 @@ def test_reflected_frame_closes(transport: str, tmp_path: Path) -> None:
 
 def test_truncated_tag_is_cut_at_the_frame_deadline(transport: str, tmp_path: Path) -> None:
     async def main() -> None:
-        async with serving(transport, tmp_path) as h:
+        async with serving(transport, tmp_path, limits=SHORT_FRAME_LIMITS) as h:
             peer = await handshake(h)
             peer.writer.write(peer.conn.send_request(id=1, type="ping", body={})[:-1])
-            elapsed = await expect_reject(peer.reader, timeout=FRAME_TIMEOUT + 2)
-            assert FRAME_TIMEOUT - 0.1 <= elapsed <= FRAME_TIMEOUT + SLACK
+            elapsed = await expect_reject(peer.reader, timeout=SHORT_FRAME_TIMEOUT + 2)
+            assert SHORT_FRAME_TIMEOUT - 0.1 <= elapsed <= SHORT_FRAME_TIMEOUT + SLACK
             assert h.server.stats.rejects["frame-timeout"] == 1
             await h.assert_ping_works()
 
@@ -414,11 +418,11 @@ def test_bad_length_prefix_closes_right_after_four_bytes(transport: str, tmp_pat
 
 def test_max_frame_length_is_accepted_then_cut_at_the_frame_deadline(transport: str, tmp_path: Path) -> None:
     async def main() -> None:
-        async with serving(transport, tmp_path) as h:
+        async with serving(transport, tmp_path, limits=SHORT_FRAME_LIMITS) as h:
             peer = await handshake(h)
             peer.writer.write(MAX_FRAME_BYTES.to_bytes(4, "big") + bytes(1000))
-            elapsed = await expect_reject(peer.reader, timeout=FRAME_TIMEOUT + 2)
-            assert FRAME_TIMEOUT - 0.1 <= elapsed <= FRAME_TIMEOUT + SLACK
+            elapsed = await expect_reject(peer.reader, timeout=SHORT_FRAME_TIMEOUT + 2)
+            assert SHORT_FRAME_TIMEOUT - 0.1 <= elapsed <= SHORT_FRAME_TIMEOUT + SLACK
             assert h.server.stats.rejects == {"frame-timeout": 1}
             await h.assert_ping_works()
 

@@ -47,6 +47,7 @@ def test_a_new_node_makes_its_data_dir_database_and_secret_key_private(tmp_path:
                      SECRET_KEY_FILE: "0o600"}
 
 
+@pytest.mark.slow  # migrates a node and runs `manage.py check` in processes
 def test_the_test_helpers_copy_databases_private(node: Path) -> None:
     assert (mode(node), mode(node / DATABASE), mode(node / SECRET_KEY_FILE)) == (0o700, 0o600, 0o600)
 

@@ -1,7 +1,8 @@
 """The production settings of docs/security.md: `manage.py check --deploy` is clean with the documented environment,
 and each variable does what the page says (HTTPS redirect, HSTS, secure cookies, proxy header, trusted origins).
 
-The checks run `manage.py` in a subprocess, because settings are read from the environment at start-up.
+The checks run `manage.py` in a subprocess, because settings are read from the environment at start-up (so they
+are marked slow: `make test` runs them, `make check` does not).
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ def node_settings(data_dir: Path, env: dict[str, str]) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_check_deploy_is_clean_with_the_documented_production_environment(tmp_path: Path) -> None:
     code, output = check_deploy(tmp_path, production_env())
     assert code == 0, output
@@ -50,6 +52,7 @@ def test_check_deploy_is_clean_with_the_documented_production_environment(tmp_pa
     assert "System check identified no issues" in output
 
 
+@pytest.mark.slow
 def test_check_deploy_warns_about_the_development_defaults(tmp_path: Path) -> None:
     """The control: without DJANGO_SECURE_SSL the same check names what is missing."""
     code, output = check_deploy(tmp_path, production_env(DJANGO_SECURE_SSL=""))
@@ -58,11 +61,13 @@ def test_check_deploy_warns_about_the_development_defaults(tmp_path: Path) -> No
         assert warning in output
 
 
+@pytest.mark.slow
 def test_turning_hsts_preload_off_is_reported(tmp_path: Path) -> None:
     code, output = check_deploy(tmp_path, production_env(DJANGO_HSTS_PRELOAD="0", DJANGO_HSTS_INCLUDE_SUBDOMAINS="0"))
     assert "security.W021" in output and "security.W005" in output
 
 
+@pytest.mark.slow
 def test_the_environment_sets_the_documented_settings(tmp_path: Path) -> None:
     development = node_settings(tmp_path, {name: "" for name in SECURITY_VARS})
     assert development == {

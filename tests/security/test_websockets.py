@@ -67,7 +67,7 @@ def test_a_foreign_origin_is_refused_even_with_an_admins_session(path: str, orig
     async def main() -> None:
         connected, _, communicator = await _open(path, [(b"origin", origin), (b"cookie", cookie)])
         assert connected is False
-        await communicator.wait(timeout=1)
+        await communicator.disconnect()
 
     _run(main())
 
@@ -79,7 +79,7 @@ def test_a_request_without_an_origin_is_refused(path: str, superuser: User) -> N
     async def main() -> None:
         connected, _, communicator = await _open(path, [(b"cookie", cookie)])
         assert connected is False
-        await communicator.wait(timeout=1)
+        await communicator.disconnect()
 
     _run(main())
 
@@ -97,7 +97,7 @@ def test_a_user_without_the_permission_is_refused_in_connect(path: str, who: str
         assert connected is True
         closed = await communicator.receive_output(timeout=5)
         assert closed == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}
-        await communicator.wait(timeout=1)
+        await communicator.disconnect()
 
     _run(main())
 
@@ -107,7 +107,7 @@ def _origin_accepted(headers: list[tuple[bytes, bytes]], cookie: bytes) -> bool:
 
     async def main() -> bool:
         connected, _, communicator = await _open(PATHS[0], [*headers, (b"cookie", cookie)])
-        await communicator.disconnect() if connected else await communicator.wait(timeout=1)
+        await communicator.disconnect()
         return connected
 
     return _run(main())
