@@ -231,13 +231,19 @@ class Cluster:
         return lease.acquired_at.timestamp() if lease is not None and lease.holder == name else None
 
     def stop_all(self) -> None:
+        """Stop every node, even when one ignores SIGTERM (then fail naming it, with the end of its log)."""
         for poller in self.health.values():
             poller.done.set()
-        for process, _ in self.webs.values():
-            stop(process)
-        for service in self.services.values():
-            if service.process is not None and service.process.poll() is None:
-                service.stop()
+        stuck = []
+        nodes = [(name, process, self.scratch / name / "daphne.log") for name, (process, _) in self.webs.items()]
+        nodes += [(name, service.process, service.log) for name, service in self.services.items()
+                  if service.process is not None]
+        for name, process, log in nodes:
+            try:
+                stop(process)
+            except AssertionError as exc:
+                stuck.append(f"{name}: {exc}\n{log.read_text()[-2000:]}")
+        assert not stuck, "\n".join(stuck)
 
 
 def produce(done: threading.Event, interval: float) -> None:

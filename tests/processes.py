@@ -86,7 +86,8 @@ def stop(process: subprocess.Popen, *, sig: int = signal.SIGTERM, timeout: float
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-            raise AssertionError(f"process {process.pid} ignored signal {sig}") from None
+            command = " ".join(str(arg) for arg in process.args[1:4])  # e.g. "manage.py runindexer"
+            raise AssertionError(f"process {process.pid} ({command}) ignored signal {sig} for {timeout} s") from None
     return process.returncode
 
 
