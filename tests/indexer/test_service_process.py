@@ -28,7 +28,8 @@ import json
 from indexer.models import Trigger
 print(json.dumps([
     {"id": t.id, "state": t.state, "result": t.result, "created": t.created_at.timestamp(),
-     "claimed": t.claimed_at.timestamp() if t.claimed_at else None}
+     "claimed": t.claimed_at.timestamp() if t.claimed_at else None,
+     "finished": t.finished_at.timestamp() if t.finished_at else None}
     for t in Trigger.objects.order_by("id")
 ]))
 """
@@ -72,6 +73,26 @@ def test_nudge_starts_a_trigger_without_waiting_for_the_poll(data_dir: Path) -> 
         wait_for(lambda: all_finished(data_dir, 1), timeout=10, what="the trigger to finish")
         (row,) = triggers(data_dir)
         assert row["state"] == "done" and row["claimed"] - row["created"] < 2.0
+    finally:
+        service.stop()
+
+
+def test_a_run_queued_behind_a_busy_runner_starts_as_soon_as_the_run_before_ends(data_dir: Path) -> None:
+    manage(data_dir, "settings", "set", "Service.TriggerPollSeconds", "300")  # the poll cannot be what starts them
+    seconds = 1.5
+    env = service_env(data_dir, PROGET_TEST_RUN_SECONDS=str(seconds))
+    service = ServiceProcess(data_dir, **env).start()
+    try:
+        # Each Run finds the runner busy (its first scheduled run, then the first Run) and queues; the second is
+        # asked for once the first runs, as a Run of a runner that already has one pending adds nothing.
+        manage(data_dir, "messenger", "run", "Test Slow", **env)
+        wait_for(lambda: triggers(data_dir)[0]["state"] == "running", what="the first Run to start")
+        manage(data_dir, "messenger", "run", "Test Slow", **env)
+        wait_for(lambda: all_finished(data_dir, 2), timeout=20, what="both Runs to finish")
+        starts = [float(line.split()[2]) for line in (data_dir / "runs.log").read_text().splitlines()]
+        assert len(starts) >= 2 and [row["state"] for row in triggers(data_dir)] == ["done", "done"]
+        gaps = [later - earlier - seconds for earlier, later in zip(starts, starts[1:], strict=False)]
+        assert all(gap < 1.0 for gap in gaps), f"a queued Run waited {max(gaps):.2f} s after the run before it"
     finally:
         service.stop()
 
