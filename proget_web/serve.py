@@ -152,11 +152,11 @@ class GuardedServer(Server):
     def kill_all_applications(self) -> defer.Deferred:
         """At shutdown: cancel the application instances, then whatever else the process runs, and wait for them.
 
-        daphne's own raised KeyError at the first connection that had no application yet (a connection open
-        between requests, as a browser keeps one beside its WebSockets) and so cancelled nothing: the consumers
-        and the status link were left pending when the loop stopped, to be collected at interpreter exit, where
-        closing a coroutine suspended in asyncio.Queue.get crashes CPython 3.11. Every SIGTERM with a Status
-        viewer open ended in a segmentation fault (exit code -11), with stock daphne too.
+        daphne's own raised KeyError at the first registered connection that had no application instance (with
+        Status viewers open there was one such request) and so cancelled nothing: the consumers and the status
+        link were left pending when the loop stopped, to be collected at interpreter exit, where closing a
+        coroutine suspended in asyncio.Queue.get crashes CPython 3.11. Every SIGTERM with a Status viewer open
+        ended in a segmentation fault (exit code -11), with stock daphne too.
         """
         instances = [details.get("application_instance") for details in self.connections.values()]
         logger.info("Killed %i pending application instances",
