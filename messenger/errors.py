@@ -50,20 +50,20 @@ class RequestTimeout(MessengerUnavailable):
     """Connected, but no reply arrived in time."""
 
 
-class RemoteError(MessengerError):
-    """The service answered with an ERROR envelope: the text for people, `code` (messenger.messages) for callers."""
+class CodedError(MessengerError):
+    """An ERROR reply's content: the text for people, `code` (messenger.messages) for callers to branch on."""
 
     def __init__(self, message: str, *, code: str) -> None:
         super().__init__(message)
         self.code = code
 
 
-class RequestRefused(MessengerError):
-    """Raised by a request handler to refuse: the peer gets an ERROR with this text and `code` (messenger.messages).
+class RemoteError(CodedError):
+    """The service answered with an ERROR envelope."""
+
+
+class RequestRefused(CodedError):
+    """Raised by a request handler to refuse: the peer gets an ERROR with this text and code.
 
     Any other exception of a handler is answered with the code INTERNAL.
     """
-
-    def __init__(self, message: str, *, code: str) -> None:
-        super().__init__(message)
-        self.code = code

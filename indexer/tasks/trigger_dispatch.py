@@ -28,11 +28,11 @@ def _runner_and_target(kind: str, target: str) -> tuple[str, str | None]:
 
 def _refusal(trigger: Trigger, *, runner_names: Sequence[str]) -> str | None:
     """Why the trigger cannot run here, or None."""
-    runner, target = _runner_and_target(trigger.kind, trigger.target)
+    targeted = targeted_kind(trigger.kind)
+    runner = trigger.target if targeted is None else targeted.runner
     if runner not in runner_names:
         return f"unknown runner {runner!r} (known: {', '.join(runner_names)})"
-    targeted = targeted_kind(trigger.kind)
-    return targeted.refusal(target) if targeted is not None and target is not None else None
+    return None if targeted is None else targeted.refusal(trigger.target)
 
 
 def triggers_claim_runnable(
